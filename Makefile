@@ -1,0 +1,76 @@
+# Entry points. `make demo` and `make test` do all set-up themselves (Debian packages, both
+# environments) and are idempotent. Environments live in a cache keyed by the hash of their
+# requirement files, so every checkout with the same lock reuses them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CACHE ?= $(or $(SOILCARBON_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/soilcarbon)
+CORE_ENV := $(CACHE)/envs/core-$(shell cat requirements/core.in requirements/core.lock | sha256sum | cut -c1-12)
+QGIS_ENV := $(CACHE)/envs/qgis-$(shell cat requirements/qgis.in | sha256sum | cut -c1-12)
+CORE_PY := $(CORE_ENV)/bin/python
+QGIS_PY := $(QGIS_ENV)/bin/python
+# The checkout's own sources always win over whatever another checkout installed into a shared env.
+CORE_RUN := PYTHONPATH=$(CURDIR) $(CORE_PY)
+QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
+OUT ?= $(CURDIR)/out
+
+.PHONY: help setup system demo test test-core test-plugin lint package lock clean
+
+help:
+	@echo "make demo     set up, then sample the bundled demo rasters at the demo SOC points"
+	@echo "make test     set up, then run the core and the plugin test suites"
+	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
+	@echo "make lint     ruff"
+	@echo "make package  the plugin zip in dist/"
+	@echo "core env: $(CORE_ENV)"
+	@echo "QGIS env: $(QGIS_ENV)"
+
+system:
+	@bash scripts/setup-system.sh
+
+$(CORE_ENV)/.ready: requirements/core.in requirements/core.lock | system
+	@bash scripts/setup-env.sh core $(CORE_ENV)
+
+$(QGIS_ENV)/.ready: requirements/qgis.in | system
+	@bash scripts/setup-env.sh qgis $(QGIS_ENV)
+
+# The `soilcarbon` command in the core env, pointing at this checkout; and the pointer the plugin
+# reads to find the core interpreter when nothing else is configured.
+$(CACHE)/core-python: $(CORE_ENV)/.ready pyproject.toml
+	@$(CORE_PY) -m pip install --isolated --quiet --no-deps --no-build-isolation -e $(CURDIR) >/dev/null
+	@echo "$(CORE_PY)" > $@.tmp && mv $@.tmp $@
+
+setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready $(CACHE)/core-python
+
+demo: setup
+	@mkdir -p $(OUT)
+	$(CORE_RUN) -m soilcarbon_core sample data/la_libertad/COSha30.csv --crs EPSG:32618 \
+	  $(foreach g,SRTMGL1_SRTMGL1.2 SRTMGL1_SRTMGL1.2_slope SRTMGL1_SRTMGL1.2_twi SRTMGL1_SRTMGL1.2_vbf,--raster data/la_libertad/$(g).sdat) \
+	  $(foreach b,REDL00 NIRL00 SW1L00 SW2L00,--raster data/la_libertad/GlobalForestChange2000-2014_first_$(b).tif) \
+	  --method bilinear --plot $(OUT)/demo_covariates.png -o $(OUT)/demo_covariates.gpkg
+
+test: setup test-core test-plugin
+
+test-core: setup
+	$(CORE_RUN) -m pytest tests/core
+
+test-plugin: setup
+	$(QGIS_RUN) -m pytest tests/plugin
+
+lint: setup
+	$(CORE_PY) -m ruff check .
+	$(CORE_PY) -m ruff format --check .
+
+package: setup
+	$(CORE_PY) scripts/stage_plugin.py --zip dist/
+
+# Regenerate the lock from core.in in a scratch env (then commit requirements/core.lock).
+lock: system
+	rm -rf $(CACHE)/envs/lock && /usr/bin/python3 -m venv $(CACHE)/envs/lock
+	$(CACHE)/envs/lock/bin/python -m pip install --isolated --quiet -r requirements/core.in
+	{ head -n 2 requirements/core.lock; $(CACHE)/envs/lock/bin/python -m pip freeze --all | grep -v -E '^(pip|wheel)=='; } > requirements/core.lock.new
+	mv requirements/core.lock.new requirements/core.lock
+
+clean:
+	rm -rf $(OUT) dist build .pytest_cache

@@ -1,0 +1,5 @@
+"""Processing algorithms, one per file."""
+
+from .sample_covariates import SampleCovariatesAlgorithm
+
+ALGORITHMS = [SampleCovariatesAlgorithm]

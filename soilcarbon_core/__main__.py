@@ -1,0 +1,7 @@
+"""``python -m soilcarbon_core`` is the ``soilcarbon`` command."""
+
+import sys
+
+from soilcarbon_core.cli import main
+
+sys.exit(main())

@@ -1,0 +1,116 @@
+"""The tasks a worker request can name, and the checks on their parameters.
+
+Each task takes the request's ``params`` and a :class:`TaskContext` and returns the ``outputs`` object of
+the result line. Errors a user can cause are :class:`~soilcarbon_core.errors.SoilCarbonError`; malformed
+parameters are :class:`~soilcarbon_core.worker.protocol.BadRequest`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from soilcarbon_core.progress import ProgressCallback
+from soilcarbon_core.worker.protocol import BadRequest
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task may use besides its parameters: progress (a cancel point) and a log."""
+
+    progress: ProgressCallback
+    log: Callable[[str], None]
+
+
+def _get(params: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+    if key not in params or params[key] is None:
+        if default is ...:
+            raise BadRequest(f"The parameter '{key}' is missing.")
+        return default
+    value = params[key]
+    if not isinstance(value, kind):
+        raise BadRequest(f"The parameter '{key}' must be of type {kind}, not {type(value).__name__}.")
+    return value
+
+
+def environment(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Versions of the core stack and the compute device: what the plugin's settings page shows."""
+    import platform
+    import sys
+    from importlib.metadata import PackageNotFoundError, version
+
+    import soilcarbon_core
+
+    packages = {}
+    for name in ("numpy", "scipy", "torch", "torchvision", "torch-geometric", "terratorch", "rasterio"):
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    import rasterio
+
+    device: dict[str, Any] = {"type": "cpu", "name": platform.processor() or platform.machine()}
+    if _get(params, "probe_device", bool, True):
+        import torch
+
+        if torch.cuda.is_available():
+            device = {
+                "type": "cuda",
+                "name": torch.cuda.get_device_name(0),
+                "memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+            }
+    return {
+        "core_version": soilcarbon_core.__version__,
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "packages": packages,
+        "gdal": rasterio.__gdal_version__,
+        "device": device,
+    }
+
+
+def sample_covariates(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Sample rasters at points: see :func:`soilcarbon_core.covariates.sample_covariates`."""
+    from soilcarbon_core.covariates import sample_covariates as run
+    from soilcarbon_core.io.rasters import METHODS, RasterSource
+
+    points = _get(params, "points", (str, dict))
+    points = {"path": points} if isinstance(points, str) else dict(points)
+    read_options = {
+        key: _get(points, key, str, None) for key in ("layer", "x_field", "y_field", "crs", "date_field")
+    }
+    rasters = []
+    for item in _get(params, "rasters", list):
+        item = {"path": item} if isinstance(item, str) else item
+        if not isinstance(item, dict):
+            raise BadRequest("Each raster must be a path or an object with 'path' (and 'name').")
+        rasters.append(RasterSource(_get(item, "path", str), _get(item, "name", str, "")))
+    method = _get(params, "method", str, "nearest")
+    if method not in METHODS:
+        raise BadRequest(f"The parameter 'method' must be one of {', '.join(METHODS)}, not '{method}'.")
+    summary = run(
+        _get(points, "path", str),
+        rasters,
+        _get(params, "output", str),
+        method=method,
+        keep_attributes=_get(params, "keep_attributes", bool, True),
+        reserved_names=[str(name) for name in _get(params, "reserved_names", list, [])],
+        progress=context.progress,
+        **read_options,
+    )
+    for raster in summary["rasters"]:
+        if raster["n_outside"] == summary["n_points"]:
+            context.log(f"Raster '{raster['name']}' covers none of the points: its fields are empty.")
+        elif raster["n_outside"] or raster["n_nodata"]:
+            context.log(
+                f"Raster '{raster['name']}': {raster['n_outside']} point(s) outside, "
+                f"{raster['n_nodata']} on nodata."
+            )
+    return summary
+
+
+TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
+    "environment": environment,
+    "sample_covariates": sample_covariates,
+}

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import numpy as np
+from pyogrio.raw import read
+
+from soilcarbon_core.cli import main
+
+from .conftest import HUNTER_CRS, HUNTER_POINTS, LA_LIBERTAD, hunter_raster
+
+
+def test_sample_command_writes_output_and_plot(tmp_path, capsys):
+    output, plot = tmp_path / "out.gpkg", tmp_path / "out.png"
+    code = main(
+        [
+            "sample",
+            str(HUNTER_POINTS),
+            "--crs",
+            HUNTER_CRS,
+            "-r",
+            f"{hunter_raster('TWI')}=wetness",
+            "-r",
+            str(hunter_raster("Slope")),
+            "-o",
+            str(output),
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert code == 0
+    assert "506 points, 506 valid" in capsys.readouterr().out
+    meta, _, _, data = read(output)
+    fields = dict(zip(meta["fields"], data, strict=True))
+    assert np.isclose(fields["wetness"], fields["TWI"], rtol=2e-6).sum() >= 500
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_errors_are_one_line_without_traceback(tmp_path, capsys):
+    code = main(
+        ["sample", str(LA_LIBERTAD / "COSha30.csv"), "-r", "/nowhere/dem.tif", "-o", str(tmp_path / "o.gpkg")]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines()[-1].startswith(
+        "soilcarbon: error: The CSV 'COSha30.csv' has coordinates in 'x'/'y' but no CRS."
+    )
+    assert "Traceback" not in err
+    assert not any(tmp_path.iterdir())
