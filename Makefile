@@ -38,7 +38,8 @@ $(QGIS_ENV)/.ready: requirements/qgis.in | system
 # The `soilcarbon` command in the core env, pointing at this checkout; and the pointer the plugin
 # reads to find the core interpreter when nothing else is configured.
 $(CACHE)/core-python: $(CORE_ENV)/.ready pyproject.toml
-	@$(CORE_PY) -m pip install --isolated --quiet --no-deps --no-build-isolation -e $(CURDIR) >/dev/null
+	@log=$$(mktemp); $(CORE_PY) -m pip install --isolated --quiet --no-deps --no-build-isolation -e $(CURDIR) \
+	  >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; rm -f $$log
 	@echo "$(CORE_PY)" > $@.tmp && mv $@.tmp $@
 
 setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready $(CACHE)/core-python
@@ -46,8 +47,9 @@ setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready $(CACHE)/core-python
 demo: setup
 	@mkdir -p $(OUT)
 	$(CORE_RUN) -m soilcarbon_core sample data/la_libertad/COSha30.csv --crs EPSG:32618 \
-	  $(foreach g,SRTMGL1_SRTMGL1.2 SRTMGL1_SRTMGL1.2_slope SRTMGL1_SRTMGL1.2_twi SRTMGL1_SRTMGL1.2_vbf,--raster data/la_libertad/$(g).sdat) \
-	  $(foreach b,REDL00 NIRL00 SW1L00 SW2L00,--raster data/la_libertad/GlobalForestChange2000-2014_first_$(b).tif) \
+	  --raster data/la_libertad/SRTMGL1_SRTMGL1.2.sdat=elevation_m \
+	  $(foreach g,slope twi vbf,--raster data/la_libertad/SRTMGL1_SRTMGL1.2_$(g).sdat=$(g)) \
+	  $(foreach b,RED NIR SW1 SW2,--raster data/la_libertad/GlobalForestChange2000-2014_first_$(b)L00.tif=landsat_$(b)) \
 	  --method bilinear --plot $(OUT)/demo_covariates.png -o $(OUT)/demo_covariates.gpkg
 
 test: setup test-core test-plugin

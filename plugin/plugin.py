@@ -14,6 +14,7 @@ class SoilCarbonPlugin:
         self.options_factory = None
 
     def initProcessing(self) -> None:
+        """Called by qgis_process (headless, no initGui) and by initGui."""
         if self.provider is None:
             self.provider = SoilCarbonProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)

@@ -75,21 +75,26 @@ def clean_environment() -> dict[str, str]:
     return env
 
 
-def resolve_interpreter() -> str:
-    """The core interpreter, or a :class:`WorkerError` that says how to set it."""
+FIX_INTERPRETER = (
+    "Set the path under Settings › Options › Soil Carbon (or the "
+    f"{ENV_VARIABLE} environment variable), or create the environment with 'make setup'."
+)
+
+
+def resolve_interpreter() -> tuple[str, str]:
+    """The core interpreter and where it came from, or a :class:`WorkerError` that says how to set it."""
     python, origin = core_python()
-    fix = (
-        "Set the path under Settings › Options › Soil Carbon (or the "
-        f"{ENV_VARIABLE} environment variable), or create the environment with 'make setup'."
-    )
     if python is None:
-        raise WorkerError("worker_not_found", f"The soil-carbon core environment was not found. {fix}")
+        raise WorkerError(
+            "worker_not_found", f"The soil-carbon core environment was not found. {FIX_INTERPRETER}"
+        )
     if not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise WorkerError(
             "worker_not_found",
-            f"The core interpreter '{python}' (from {origin}) does not exist or cannot be run. {fix}",
+            f"The core interpreter '{python}' (from {origin}) does not exist or cannot be run. "
+            + FIX_INTERPRETER,
         )
-    return python
+    return python, origin
 
 
 def _partial_outputs(path: str, pid: int) -> list[Path]:
@@ -115,7 +120,7 @@ def run_task(
     Raises:
         WorkerError: on any failure, ``code`` ``cancelled`` when the feedback was cancelled.
     """
-    python = resolve_interpreter()
+    python, origin = resolve_interpreter()
     try:
         process = subprocess.Popen(
             [python, "-m", "soilcarbon_core.worker"],
@@ -129,7 +134,8 @@ def run_task(
         )
     except OSError as err:
         raise WorkerError(
-            "worker_not_found", f"The core interpreter '{python}' cannot be started: {err}."
+            "worker_not_found",
+            f"The core interpreter '{python}' (from {origin}) cannot be started: {err}. {FIX_INTERPRETER}",
         ) from err
 
     lines: queue.Queue[str | None] = queue.Queue()
@@ -199,8 +205,19 @@ def run_task(
             for leftover in _partial_outputs(output, process.pid):
                 leftover.unlink(missing_ok=True)
         raise WorkerError("cancelled", "Cancelled; no output was written.")
+    if error is not None and error.get("code") == "missing_package":
+        raise WorkerError(
+            "worker_not_found", f"'{python}' (from {origin}): {error['message']} {FIX_INTERPRETER}"
+        )
     if error is not None:
         raise WorkerError(str(error.get("code", "error")), str(error.get("message", "Unknown error.")))
+    missing = [line for line in stderr_tail if line.startswith("ModuleNotFoundError")]
+    if result is None and missing:
+        raise WorkerError(
+            "worker_not_found",
+            f"'{python}' (from {origin}) is not a soil-carbon core environment ({missing[-1]}). "
+            + FIX_INTERPRETER,
+        )
     if result is None:
         log = "\n".join(stderr_tail) or "(empty)"
         raise WorkerError(

@@ -64,7 +64,7 @@ def _sample(args: argparse.Namespace) -> int:
     if args.plot:
         from soilcarbon_core.plots import plot_sampled_points
 
-        print(f"Plot: {plot_sampled_points(summary['output'], args.plot)}")
+        print(f"Plot: {plot_sampled_points(summary['output'], args.plot, summary['fields'])}")
     return 0
 
 

@@ -84,14 +84,14 @@ class SampleCovariatesAlgorithm(SoilCarbonAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber(self.VALID_COUNT, self.tr("Points valid on every raster")))
 
-    def checkParameterValues(self, parameters, context):  # noqa: N802
+    def checkParameterValues(self, parameters, context):
         # Runs before Processing's generic check, whose message would only say "Incorrect parameter value".
         raw = parameters.get(self.RASTERS) or []
         for value in raw if isinstance(raw, list) else [raw]:
             if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
-                return False, self.tr("The raster '{0}' does not exist or cannot be read as a raster.").format(
-                    value
-                )
+                return False, self.tr(
+                    "The raster '{0}' does not exist or cannot be read as a raster."
+                ).format(value)
         return super().checkParameterValues(parameters, context)
 
     def raster_files(self, parameters: dict[str, Any], context) -> list[dict[str, str]]:

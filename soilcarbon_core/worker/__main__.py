@@ -91,6 +91,14 @@ def main() -> int:
     except SoilCarbonError as err:
         emitter.send("error", code=err.code, message=str(err))
         return EXIT_ERROR
+    except ModuleNotFoundError as err:
+        emitter.send(
+            "error",
+            code="missing_package",
+            message=f"This Python ('{sys.executable}') lacks the package '{err.name}' that soilcarbon_core "
+            "needs: it is not the core environment, or that environment is incomplete.",
+        )
+        return EXIT_ERROR
     except Exception as err:  # noqa: BLE001 - a bug: report it, never a bare traceback to the user
         traceback.print_exc(file=sys.stderr)
         emitter.send(
