@@ -64,8 +64,8 @@ lint: setup
 	$(CORE_PY) -m ruff check .
 	$(CORE_PY) -m ruff format --check .
 
-package: setup
-	$(CORE_PY) scripts/stage_plugin.py --zip dist/
+package:
+	/usr/bin/python3 scripts/stage_plugin.py --zip dist/
 
 # Regenerate the lock from core.in in a scratch env (then commit requirements/core.lock).
 lock: system
