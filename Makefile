@@ -15,12 +15,13 @@ CORE_RUN := PYTHONPATH=$(CURDIR) $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system demo test test-core test-plugin lint package lock clean
+.PHONY: help setup system core-command demo test test-core test-plugin bench lint package lock clean
 
 help:
 	@echo "make demo     set up, then sample the bundled demo rasters at the demo SOC points"
 	@echo "make test     set up, then run the core and the plugin test suites"
 	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
+	@echo "make bench    benchmarks, figures in training/reports/"
 	@echo "make lint     ruff"
 	@echo "make package  the plugin zip in dist/"
 	@echo "core env: $(CORE_ENV)"
@@ -35,14 +36,14 @@ $(CORE_ENV)/.ready: requirements/core.in requirements/core.lock | system
 $(QGIS_ENV)/.ready: requirements/qgis.in | system
 	@bash scripts/setup-env.sh qgis $(QGIS_ENV)
 
-# The `soilcarbon` command in the core env, pointing at this checkout; and the pointer the plugin
-# reads to find the core interpreter when nothing else is configured.
-$(CACHE)/core-python: $(CORE_ENV)/.ready pyproject.toml
+# Every set-up points the core env's `soilcarbon` command at this checkout (an editable install,
+# about a second) and records the core interpreter where the plugin looks when nothing is configured.
+core-command: $(CORE_ENV)/.ready
 	@log=$$(mktemp); $(CORE_PY) -m pip install --isolated --quiet --no-deps --no-build-isolation -e $(CURDIR) \
 	  >$$log 2>&1 || { cat $$log; rm -f $$log; exit 1; }; rm -f $$log
-	@echo "$(CORE_PY)" > $@.tmp && mv $@.tmp $@
+	@echo "$(CORE_PY)" > $(CACHE)/core-python.tmp && mv $(CACHE)/core-python.tmp $(CACHE)/core-python
 
-setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready $(CACHE)/core-python
+setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready core-command
 
 demo: setup
 	@mkdir -p $(OUT)
@@ -59,6 +60,11 @@ test-core: setup
 
 test-plugin: setup
 	$(QGIS_RUN) -m pytest tests/plugin
+
+# Benchmarks pin one thread (these 2-core machines run multi-threaded libraries erratically).
+bench: setup
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GDAL_NUM_THREADS=1 \
+	  $(CORE_RUN) training/benchmarks/sampling.py --out training/reports/bench_sampling.md
 
 lint: setup
 	$(CORE_PY) -m ruff check .

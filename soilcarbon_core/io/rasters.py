@@ -206,10 +206,13 @@ def _sample_one(
         block_h, block_w = dataset.block_shapes[0]
         tile_h = max(block_h, _MIN_TILE // block_h * block_h)
         tile_w = max(block_w, _MIN_TILE // block_w * block_w)
-        tile_id = (cell_row // tile_h) * (width // tile_w + 1) + cell_col // tile_w
         order = np.flatnonzero(inside)
-        order = order[np.argsort(tile_id[order], kind="stable")]
-        groups = np.split(order, np.flatnonzero(np.diff(tile_id[order])) + 1) if order.size else []
+        if height <= tile_h and width <= tile_w:
+            groups = [order] if order.size else []  # one tile: no sorting needed
+        else:
+            tile_id = (cell_row // tile_h) * (width // tile_w + 1) + cell_col // tile_w
+            order = order[np.argsort(tile_id[order], kind="stable")]
+            groups = np.split(order, np.flatnonzero(np.diff(tile_id[order])) + 1) if order.size else []
 
         scales = np.asarray(dataset.scales, dtype=np.float64)
         offsets = np.asarray(dataset.offsets, dtype=np.float64)
@@ -264,21 +267,21 @@ def _sample_group(
     """Sample the points of one tile; returns values ``(m, bands)`` and validity ``(m, bands)``."""
     height, width = dataset.height, dataset.width
     if method == "nearest":
-        rows, cols = np.floor(row)[:, None].astype(np.int64), np.floor(col)[:, None].astype(np.int64)
-        weights = np.ones((row.size, 1))
-    else:
-        r0, c0 = np.floor(row - 0.5), np.floor(col - 0.5)
-        fy, fx = row - 0.5 - r0, col - 0.5 - c0
-        rows = (r0[:, None] + [0, 0, 1, 1]).astype(np.int64)
-        cols = (c0[:, None] + [0, 1, 0, 1]).astype(np.int64)
-        weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1)
+        own_rows, own_cols = np.floor(row).astype(np.int64), np.floor(col).astype(np.int64)
+        data, invalid, top, left = _read_window(dataset, own_rows, own_cols)
+        own_rows -= top
+        own_cols -= left
+        return data[:, own_rows, own_cols].T, ~invalid[:, own_rows, own_cols].T
+
+    r0, c0 = np.floor(row - 0.5), np.floor(col - 0.5)
+    fy, fx = row - 0.5 - r0, col - 0.5 - c0
+    rows = (r0[:, None] + [0, 0, 1, 1]).astype(np.int64)
+    cols = (c0[:, None] + [0, 1, 0, 1]).astype(np.int64)
+    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=1)
 
     in_raster = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    top, left = int(rows[in_raster].min()), int(cols[in_raster].min())
-    bottom, right = int(rows[in_raster].max()) + 1, int(cols[in_raster].max()) + 1
-    block = dataset.read(window=Window(left, top, right - left, bottom - top), masked=True)
-    data = np.ma.getdata(block).astype(np.float64)
-    invalid = np.ma.getmaskarray(block) | np.isnan(data)
+    data, invalid, top, left = _read_window(dataset, rows[in_raster], cols[in_raster])
+    bottom, right = top + data.shape[1], left + data.shape[2]
 
     local_r = np.clip(rows - top, 0, bottom - top - 1)
     local_c = np.clip(cols - left, 0, right - left - 1)
@@ -294,3 +297,14 @@ def _sample_group(
     own_c = np.clip(np.floor(col).astype(np.int64) - left, 0, right - left - 1)
     ok = ~invalid[:, own_r, own_c] & (total > 0)
     return sampled.T, ok.T
+
+
+def _read_window(
+    dataset: rasterio.DatasetReader, rows: np.ndarray, cols: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """All bands over the cells' bounding window: values (float64), invalid mask, window origin."""
+    top, left = int(rows.min()), int(cols.min())
+    window = Window(left, top, int(cols.max()) + 1 - left, int(rows.max()) + 1 - top)
+    block = dataset.read(window=window, masked=True)
+    data = np.ma.getdata(block).astype(np.float64)
+    return data, np.ma.getmaskarray(block) | np.isnan(data), top, left
