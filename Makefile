@@ -81,4 +81,4 @@ lock: system
 	mv requirements/core.lock.new requirements/core.lock
 
 clean:
-	rm -rf $(OUT) dist build .pytest_cache
+	rm -rf $(OUT) dist build .pytest_cache .qgis-settings

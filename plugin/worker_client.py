@@ -15,9 +15,9 @@ import subprocess
 import threading
 import time
 from collections import deque
-from pathlib import Path
 from typing import Any, Protocol
 
+from .outputs import partial_outputs
 from .settings import ENV_VARIABLE, core_python, core_source_root
 
 PROTOCOL_VERSION = 1
@@ -95,13 +95,6 @@ def resolve_interpreter() -> tuple[str, str]:
             + FIX_INTERPRETER,
         )
     return python, origin
-
-
-def _partial_outputs(path: str, pid: int) -> list[Path]:
-    """The temporary files a worker with ``pid`` writes while producing ``path`` (see core's atomic.py)."""
-    destination = Path(path)
-    stem = f".{destination.stem}.partial-{pid}{destination.suffix}"
-    return [destination.with_name(stem + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
 
 
 def run_task(
@@ -202,7 +195,7 @@ def run_task(
 
     if cancelled_at is not None and result is None:
         for output in outputs:
-            for leftover in _partial_outputs(output, process.pid):
+            for leftover in partial_outputs(output, process.pid):
                 leftover.unlink(missing_ok=True)
         raise WorkerError("cancelled", "Cancelled; no output was written.")
     if error is not None and error.get("code") == "missing_package":

@@ -77,7 +77,7 @@ def sample_covariates(
         "problem_field": problem_field,
         "n_points": len(points),
         "n_valid": int(sampled.valid.sum()),
-        "rasters": sampled.report(),
+        "rasters": sampled.reports,
     }
 
 
@@ -100,7 +100,7 @@ def _require_some_inside(points: SamplePoints, sampled: SampledBands) -> None:
     from rasterio.warp import transform_bounds
 
     extents = []
-    for report in sampled.report():
+    for report in sampled.reports:
         with rasterio.open(report["path"]) as dataset:
             try:
                 bounds = transform_bounds(dataset.crs, points.crs, *dataset.bounds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication, QVariant
 from qgis.PyQt.QtGui import QIcon
 
+from ..outputs import remove_with_sidecars
 from ..settings import PLUGIN_DIR
 from ..worker_client import WorkerError, run_task
 
@@ -121,12 +121,4 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
     @staticmethod
     def remove_output(dest_id: str) -> None:
         """Delete a file output (with its sidecars) that a cancelled run had started."""
-        path = Path(dest_id.split("|")[0])
-        if not path.is_file():
-            return
-        sidecars = [path.with_name(path.name + s) for s in ("-wal", "-shm", "-journal")]
-        if path.suffix.lower() == ".shp":
-            sidecars += [path.with_suffix(s) for s in (".dbf", ".shx", ".prj", ".cpg", ".qpj")]
-        for candidate in [path, *sidecars]:
-            if candidate.exists():
-                os.remove(candidate)
+        remove_with_sidecars(Path(dest_id.split("|")[0]))

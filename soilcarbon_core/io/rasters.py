@@ -64,22 +64,19 @@ class SampledBands:
         raster_names: the raster each band column came from, ``(b,)``.
         values: ``(n, b)`` float64, NaN where not valid.
         status: ``(n, b)`` uint8 :class:`SampleStatus` codes.
+        reports: per raster, its name, path, fields and how many points were nodata or outside it.
     """
 
     names: list[str]
     raster_names: list[str]
     values: np.ndarray
     status: np.ndarray
-    _reports: list[dict] = field(default_factory=list, repr=False)
+    reports: list[dict] = field(default_factory=list, repr=False)
 
     @property
     def valid(self) -> np.ndarray:
         """``(n,)`` bool: every band valid at the point."""
         return (self.status == SampleStatus.VALID).all(axis=1)
-
-    def report(self) -> list[dict]:
-        """Per raster: its bands, and how many points were nodata or outside it."""
-        return self._reports
 
 
 def field_name(name: str) -> str:
@@ -146,7 +143,7 @@ def sample_rasters(
         raster_names=raster_names,
         values=np.concatenate(columns, axis=1),
         status=np.concatenate(statuses, axis=1),
-        _reports=reports,
+        reports=reports,
     )
 
 
@@ -201,18 +198,19 @@ def _sample_one(
 
         height, width = dataset.height, dataset.width
         inside = (col >= 0) & (col < width) & (row >= 0) & (row < height)
-        cell_row = np.floor(np.where(inside, row, 0)).astype(np.int64)
-        cell_col = np.floor(np.where(inside, col, 0)).astype(np.int64)
         block_h, block_w = dataset.block_shapes[0]
         tile_h = max(block_h, _MIN_TILE // block_h * block_h)
         tile_w = max(block_w, _MIN_TILE // block_w * block_w)
         order = np.flatnonzero(inside)
-        if height <= tile_h and width <= tile_w:
-            groups = [order] if order.size else []  # one tile: no sorting needed
+        if not order.size:
+            groups = []
+        elif height <= tile_h and width <= tile_w:
+            groups = [order]  # one tile: no sorting needed
         else:
-            tile_id = (cell_row // tile_h) * (width // tile_w + 1) + cell_col // tile_w
-            order = order[np.argsort(tile_id[order], kind="stable")]
-            groups = np.split(order, np.flatnonzero(np.diff(tile_id[order])) + 1) if order.size else []
+            tile_id = (row[order] // tile_h) * (width // tile_w + 1) + col[order] // tile_w
+            by_tile = np.argsort(tile_id, kind="stable")
+            order, tile_id = order[by_tile], tile_id[by_tile]
+            groups = np.split(order, np.flatnonzero(np.diff(tile_id)) + 1)
 
         scales = np.asarray(dataset.scales, dtype=np.float64)
         offsets = np.asarray(dataset.offsets, dtype=np.float64)

@@ -110,7 +110,7 @@ def test_nodata_outside_and_nan_are_reported_never_zero(grid_raster):
     ]
     assert np.isnan(sampled.values[[0, 1, 3], 0]).all()
     assert sampled.values[2, 0] == 0.0  # a real zero stays a value
-    assert sampled.report()[0]["n_nodata"] == 2 and sampled.report()[0]["n_outside"] == 1
+    assert sampled.reports[0]["n_nodata"] == 2 and sampled.reports[0]["n_outside"] == 1
 
 
 def test_bilinear_renormalises_over_valid_neighbours(grid_raster):

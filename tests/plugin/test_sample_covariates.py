@@ -16,6 +16,7 @@ from qgis.core import (
     QgsPointXY,
     QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
+    QgsProcessingUtils,
     QgsProject,
     QgsVectorLayer,
     QgsWkbTypes,
@@ -62,7 +63,7 @@ def test_samples_reproduce_the_published_covariates(provider, hunter_layer, tmp_
     ):
         matches = sum(abs(f[raster] - f[column]) <= 2e-6 * abs(f[column]) + 1e-6 for f in features)
         assert matches >= 500  # the few points exactly on a cell edge may take the neighbour cell
-        assert all(abs(f[raster] - f[column]) < 2.5 for f in features if column == "Elevation")
+    assert max(abs(f["hunterCovariates_sub_Elevation"] - f["Elevation"]) for f in features) < 2.1
     assert all(f["valid"] == 1 and f["problem"] in ("", None) for f in features)
 
 
@@ -189,7 +190,8 @@ def test_cancel_leaves_no_output(provider, qgis_new_project, tmp_path):
             CancelInWorker(),
         )
     assert not output.exists()
-    assert not list(tmp_path.glob("*partial*"))
+    # The worker writes its own output into Processing's temporary folder: no partial file stays there.
+    assert not list(Path(QgsProcessingUtils.tempFolder()).rglob("*.partial-*"))
 
 
 def test_qgis_process_runs_the_algorithm(tmp_path, hunter_layer):
