@@ -11,17 +11,18 @@ QGIS_ENV := $(CACHE)/envs/qgis-$(shell cat requirements/qgis.in | sha256sum | cu
 CORE_PY := $(CORE_ENV)/bin/python
 QGIS_PY := $(QGIS_ENV)/bin/python
 # The checkout's own sources always win over whatever another checkout installed into a shared env.
-CORE_RUN := PYTHONPATH=$(CURDIR) $(CORE_PY)
+CORE_RUN := PYTHONPATH=$(CURDIR):$(CURDIR)/training $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system core-command demo test test-core test-plugin bench lint package lock clean
+.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn lint package lock clean
 
 help:
-	@echo "make demo     set up, then sample the bundled demo rasters at the demo SOC points"
+	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
 	@echo "make test     set up, then run the core and the plugin test suites"
 	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
-	@echo "make bench    benchmarks, figures in training/reports/"
+	@echo "make bench    benchmarks (sampling, graph), figures in training/reports/"
+	@echo "make bench-sptgnn  SpTGNN vs XGBoost / RF / kriging + ablations (about an hour)"
 	@echo "make lint     ruff"
 	@echo "make package  the plugin zip in dist/"
 	@echo "core env: $(CORE_ENV)"
@@ -45,18 +46,28 @@ core-command: $(CORE_ENV)/.ready
 
 setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready core-command
 
+# The demo: train a 5-member SpTGNN ensemble on the 118 La Libertad SOC stocks (terrain covariates,
+# Landsat bands as the imagery stream), then predict with uncertainty at the points and on the 30 m grid.
+LL := data/la_libertad
+DEMO_TERRAIN := --raster $(LL)/SRTMGL1_SRTMGL1.2.sdat=elevation \
+  $(foreach g,slope twi vbf cprof devmean openn openp vdepth,--raster $(LL)/SRTMGL1_SRTMGL1.2_$(g).sdat=$(g))
+DEMO_LANDSAT = $(foreach b,RED NIR SW1 SW2,--$(1) $(LL)/GlobalForestChange2000-2014_first_$(b)L00.tif=landsat_$(b))
+DEMO_MODEL := $(OUT)/demo_model.zip
+
 demo: setup
 	@mkdir -p $(OUT)
-	$(CORE_RUN) -m soilcarbon_core sample data/la_libertad/COSha30.csv --crs EPSG:32618 \
-	  --raster data/la_libertad/SRTMGL1_SRTMGL1.2.sdat=elevation_m \
-	  $(foreach g,slope twi vbf,--raster data/la_libertad/SRTMGL1_SRTMGL1.2_$(g).sdat=$(g)) \
-	  $(foreach b,RED NIR SW1 SW2,--raster data/la_libertad/GlobalForestChange2000-2014_first_$(b)L00.tif=landsat_$(b)) \
-	  --method bilinear --plot $(OUT)/demo_covariates.png -o $(OUT)/demo_covariates.gpkg
+	$(CORE_RUN) -m soilcarbon_core train $(LL)/COSha30.csv --crs EPSG:32618 --target COSha30 --unit t/ha \
+	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,imagery) --elevation elevation --slope slope \
+	  --members 5 --device auto -o $(DEMO_MODEL)
+	$(CORE_RUN) -m soilcarbon_core predict $(DEMO_MODEL) $(LL)/COSha30.csv --crs EPSG:32618 \
+	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) -o $(OUT)/demo_soc_points.gpkg
+	$(CORE_RUN) -m soilcarbon_core predict $(DEMO_MODEL) --grid $(LL)/SRTMGL1_SRTMGL1.2.sdat \
+	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) -o $(OUT)/demo_soc_map.tif --plot $(OUT)/demo_soc_map.png
 
 test: setup test-core test-plugin
 
 test-core: setup
-	$(CORE_RUN) -m pytest tests/core
+	$(CORE_RUN) -m pytest tests/core tests/training
 
 test-plugin: setup
 	$(QGIS_RUN) -m pytest tests/plugin
@@ -65,6 +76,11 @@ test-plugin: setup
 bench: setup
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GDAL_NUM_THREADS=1 \
 	  $(CORE_RUN) training/benchmarks/sampling.py --out training/reports/bench_sampling.md
+	$(CORE_RUN) training/benchmarks/graph.py --threads 2 --out training/reports/bench_graph.md
+
+# SpTGNN against XGBoost, random forest and kriging, plus ablations (about an hour on 2 cores).
+bench-sptgnn: setup
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/sptgnn.py --threads 2 --out training/reports/bench_sptgnn.md
 
 lint: setup
 	$(CORE_PY) -m ruff check .

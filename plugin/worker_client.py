@@ -70,7 +70,8 @@ def clean_environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in STRIPPED_VARIABLES}
     source = core_source_root()
     if source is not None:
-        env["PYTHONPATH"] = str(source)
+        # soilcarbon_core, and the trainers (soilcarbon_training) that sit in training/ beside it.
+        env["PYTHONPATH"] = os.pathsep.join([str(source), str(source / "training")])
     env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8", PYTHONNOUSERSITE="1")
     return env
 

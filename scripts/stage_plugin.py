@@ -1,7 +1,8 @@
 """Assemble the installable plugin folder (and optionally its zip), standard library only.
 
 The folder is ``soilcarbon/``: the contents of ``plugin/``, ``metadata.txt``, ``LICENSE`` and, under
-``core/``, the pure-Python ``soilcarbon_core`` package that the worker runs (the plugin never imports it).
+``core/``, the pure-Python ``soilcarbon_core`` package that the worker runs and, under ``core/training/``,
+the ``soilcarbon_training`` package for training from QGIS (the plugin never imports either).
 
     python scripts/stage_plugin.py --dir PROFILE/python/plugins   # install into a QGIS profile
     python scripts/stage_plugin.py --zip dist/                    # dist/soilcarbon-VERSION.zip
@@ -31,6 +32,11 @@ def stage(plugins_dir: Path) -> Path:
     shutil.copy2(ROOT / "metadata.txt", target / "metadata.txt")
     shutil.copy2(ROOT / "LICENSE", target / "LICENSE")
     shutil.copytree(ROOT / "soilcarbon_core", target / "core" / "soilcarbon_core", ignore=IGNORE)
+    shutil.copytree(
+        ROOT / "training" / "soilcarbon_training",
+        target / "core" / "training" / "soilcarbon_training",
+        ignore=IGNORE,
+    )
     for name in ("core.in", "core.lock"):
         (target / "core" / "requirements").mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / "requirements" / name, target / "core" / "requirements" / name)

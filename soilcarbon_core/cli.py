@@ -68,6 +68,129 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rasters(values: list[tuple[str, str]] | None) -> list:
+    from soilcarbon_core.io.rasters import RasterSource
+
+    return [RasterSource(Path(path), name) for path, name in values or []]
+
+
+def _read_options(args: argparse.Namespace) -> dict:
+    return {
+        "layer": args.layer,
+        "x_field": args.x_field,
+        "y_field": args.y_field,
+        "crs": args.crs,
+        "date_field": args.date_field,
+    }
+
+
+def _training_inputs(args: argparse.Namespace):
+    from soilcarbon_training.jobs import prepare_data
+
+    return prepare_data(
+        args.points,
+        target=args.target,
+        rasters=_rasters(args.raster),
+        imagery=_rasters(args.imagery),
+        covariate_fields=args.covariate or [],
+        elevation=args.elevation,
+        slope=args.slope,
+        method=args.method,
+        **_read_options(args),
+    )
+
+
+def _train_config(args: argparse.Namespace):
+    from soilcarbon_training.trainer import TrainConfig
+
+    return TrainConfig(
+        epochs=args.epochs,
+        loss=args.loss,
+        beta=args.beta,
+        moran_weight=args.moran_weight,
+        calibration=args.calibration,
+        seed=args.seed,
+    )
+
+
+def _run_training_job(args: argparse.Namespace, job_name: str, title: str, **options) -> dict:
+    """Read and sample the labelled points, then run ``soilcarbon_training.jobs.<job_name>`` with a bar."""
+    try:
+        from soilcarbon_training import jobs
+    except ModuleNotFoundError as err:
+        raise SoilCarbonError(
+            "Training needs the soilcarbon_training package, which is not installed here.",
+            "Install the project with 'make setup' (or pip install -e . from the repository).",
+        ) from err
+    bar, progress = _progress_bar(title)
+    with bar:
+        return getattr(jobs, job_name)(
+            _training_inputs(args),
+            args.output,
+            target=args.target,
+            unit=args.unit,
+            members=args.members,
+            train_config=_train_config(args),
+            device=args.device,
+            progress=progress,
+            **options,
+        )
+
+
+def _train(args: argparse.Namespace) -> int:
+    summary = _run_training_job(args, "train_model", "Training")
+    v = summary["validation"]
+    print(
+        f"Wrote {summary['output']}: {summary['members']} members, {summary['samples']} samples, relations "
+        f"{', '.join(summary['relations'])}, {summary['seconds']} s on {summary['device']}.\n"
+        f"  validation: R2 {v['r2']:.3f}, RMSE {v['rmse']:.4g}, PICP90 {v['picp90']:.2f}, ECE {v['ece']:.3f}"
+    )
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    report = _run_training_job(
+        args, "evaluate_model", "Cross-validating", cv=args.cv, folds=args.folds, block_size_m=args.block_size
+    )
+    m = report["metrics"]
+    print(
+        f"Wrote {report['report']} (+ report.json, calibration.png, intervals.png).\n"
+        f"  {report['folds']}-fold {report['cv']} CV: R2 {m['r2']:.3f}, RMSE {m['rmse']:.4g}, "
+        f"PICP90 {m['picp90']:.2f}, ECE {m['ece']:.3f}, CRPS {m['crps']:.4g}"
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from soilcarbon_core.prediction import plot_prediction_map, predict_grid, predict_points
+
+    if (args.points is None) == (args.grid is None):
+        raise SoilCarbonError(
+            "Give either points or --grid TEMPLATE (not both).", "See soilcarbon predict --help."
+        )
+    bar, progress = _progress_bar("Predicting")
+    common = {
+        "rasters": _rasters(args.raster),
+        "date": args.date,
+        "device": args.device,
+        "progress": progress,
+    }
+    with bar:
+        if args.grid:
+            summary = predict_grid(args.model, args.grid, args.output, **common)
+        else:
+            options = {"method": args.method, **common, **_read_options(args)}
+            summary = predict_points(args.model, args.points, args.output, **options)
+    count = summary.get("n_points", summary.get("n_cells"))
+    print(
+        f"Wrote {summary['output']}: {summary['target']} ({summary['unit']}) with uncertainty at "
+        f"{summary['n_predicted']} of {count} places, on {summary['device']}."
+    )
+    if args.plot and args.grid:
+        print(f"Map: {plot_prediction_map(summary['output'], args.plot, model=args.model)}")
+    return 0
+
+
 def _environment(args: argparse.Namespace) -> int:
     from soilcarbon_core.worker.tasks import TaskContext, environment
 
@@ -110,9 +233,97 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--plot", help="also write a PNG map of the sampled values")
     sample.set_defaults(run=_sample)
 
+    _add_model_commands(commands)
+
     env = commands.add_parser("env", help="versions of the core stack and the compute device (JSON)")
     env.set_defaults(run=_environment)
     return parser
+
+
+def _add_point_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--layer", help="layer of a multi-layer points file")
+    command.add_argument("--x-field", help="CSV column with x / longitude (found automatically if omitted)")
+    command.add_argument("--y-field", help="CSV column with y / latitude")
+    command.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32618 (lon/lat default EPSG:4326)")
+    command.add_argument("--date-field", help="field with the sampling date (enables the temporal stream)")
+    command.add_argument(
+        "-r",
+        "--raster",
+        action="append",
+        type=_raster_argument,
+        metavar="PATH[=NAME]",
+        help="a covariate raster (repeatable); NAME names its feature, and must be the same at prediction",
+    )
+    command.add_argument("--method", choices=("nearest", "bilinear"), default="bilinear")
+    command.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+
+
+def _add_training_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("points", help="labelled sample points (GeoPackage, GeoJSON, Shapefile or CSV)")
+    command.add_argument("--target", required=True, help="numeric field to learn, e.g. SOC")
+    command.add_argument("--unit", default="", help="unit of the target, e.g. g/kg or t/ha")
+    _add_point_options(command)
+    command.add_argument(
+        "--imagery",
+        action="append",
+        type=_raster_argument,
+        metavar="PATH[=NAME]",
+        help="an imagery raster (bands feed the imagery stream and the spectral relation; repeatable)",
+    )
+    command.add_argument(
+        "--covariate", action="append", metavar="FIELD", help="a numeric field used as covariate"
+    )
+    command.add_argument("--elevation", help="feature (raster NAME or field) for the elevation relation")
+    command.add_argument(
+        "--slope", help="feature (raster NAME or field) with slope, refines the elevation relation"
+    )
+    command.add_argument("--members", type=int, default=5, help="ensemble size (default 5)")
+    command.add_argument("--epochs", type=int, default=60)
+    command.add_argument("--loss", choices=("beta_nll", "gaussian_nll"), default="beta_nll")
+    command.add_argument("--beta", type=float, default=0.5, help="beta of beta-NLL (default 0.5)")
+    command.add_argument("--moran-weight", type=float, default=0.1, help="weight of the Moran's I penalty")
+    command.add_argument(
+        "--calibration",
+        choices=("sigma_scaling", "sigma_scaling_ece", "isotonic", "none"),
+        default="sigma_scaling",
+    )
+    command.add_argument("--seed", type=int, default=0)
+
+
+def _add_model_commands(commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train an SpTGNN ensemble on labelled points",
+        description="Train a deep ensemble of SpTGNN graph networks on labelled soil samples and write a "
+        "model (directory, or .zip) with manifest.json and safetensors weights.",
+    )
+    _add_training_options(train)
+    train.add_argument("-o", "--output", required=True, help="model directory or .zip")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="cross-validate SpTGNN on labelled points (report: JSON, Markdown, PNG)",
+    )
+    _add_training_options(evaluate)
+    evaluate.add_argument("-o", "--output", required=True, help="folder for report.json, report.md and plots")
+    evaluate.add_argument("--cv", choices=("spatial", "random"), default="spatial")
+    evaluate.add_argument("--folds", type=int, default=5)
+    evaluate.add_argument("--block-size", type=float, help="spatial block side in metres (default: auto)")
+    evaluate.set_defaults(run=_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="predict with uncertainty at points (GeoPackage) or on a grid (GeoTIFF)",
+    )
+    predict.add_argument("model", help="model directory or .zip")
+    predict.add_argument("points", nargs="?", help="points to predict at")
+    predict.add_argument("--grid", help="predict every cell of this raster's grid instead of points")
+    predict.add_argument("-o", "--output", required=True, help="output .gpkg (points) or .tif (grid)")
+    predict.add_argument("--date", help="sampling date for all places (YYYY-MM-DD) when the model uses dates")
+    predict.add_argument("--plot", help="with --grid: also write a PNG map")
+    _add_point_options(predict)
+    predict.set_defaults(run=_predict)
 
 
 def main(argv: list[str] | None = None) -> int:

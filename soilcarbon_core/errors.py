@@ -70,3 +70,15 @@ class Cancelled(SoilCarbonError):
     """The caller asked to stop; nothing was written."""
 
     code = "cancelled"
+
+
+class ModelFileError(SoilCarbonError):
+    """A model file that cannot be used: missing parts, a failed checksum, a format we do not know."""
+
+    code = "model_file"
+
+
+class SchemaMismatchError(InputError):
+    """Inputs that do not provide what a model was trained on."""
+
+    code = "schema_mismatch"

@@ -73,24 +73,15 @@ def environment(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
 def sample_covariates(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     """Sample rasters at points: see :func:`soilcarbon_core.covariates.sample_covariates`."""
     from soilcarbon_core.covariates import sample_covariates as run
-    from soilcarbon_core.io.rasters import METHODS, RasterSource
+    from soilcarbon_core.io.rasters import METHODS
 
-    points = _get(params, "points", (str, dict))
-    points = {"path": points} if isinstance(points, str) else dict(points)
-    read_options = {
-        key: _get(points, key, str, None) for key in ("layer", "x_field", "y_field", "crs", "date_field")
-    }
-    rasters = []
-    for item in _get(params, "rasters", list):
-        item = {"path": item} if isinstance(item, str) else item
-        if not isinstance(item, dict):
-            raise BadRequest("Each raster must be a path or an object with 'path' (and 'name').")
-        rasters.append(RasterSource(_get(item, "path", str), _get(item, "name", str, "")))
+    path, read_options = _points(params)
+    rasters = _raster_list(params, "rasters")
     method = _get(params, "method", str, "nearest")
     if method not in METHODS:
         raise BadRequest(f"The parameter 'method' must be one of {', '.join(METHODS)}, not '{method}'.")
     summary = run(
-        _get(points, "path", str),
+        path,
         rasters,
         _get(params, "output", str),
         method=method,
@@ -110,7 +101,118 @@ def sample_covariates(params: dict[str, Any], context: TaskContext) -> dict[str,
     return summary
 
 
+def _raster_list(params: dict[str, Any], key: str) -> list:
+    from soilcarbon_core.io.rasters import RasterSource
+
+    rasters = []
+    for item in _get(params, key, list, []):
+        item = {"path": item} if isinstance(item, str) else item
+        if not isinstance(item, dict):
+            raise BadRequest(f"Each entry of '{key}' must be a path or an object with 'path' (and 'name').")
+        rasters.append(RasterSource(_get(item, "path", str), _get(item, "name", str, "")))
+    return rasters
+
+
+def _points(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    points = _get(params, "points", (str, dict))
+    points = {"path": points} if isinstance(points, str) else dict(points)
+    options = {
+        key: _get(points, key, str, None) for key in ("layer", "x_field", "y_field", "crs", "date_field")
+    }
+    return _get(points, "path", str), options
+
+
+def _training_data(params: dict[str, Any], context: TaskContext):
+    from soilcarbon_core.progress import scaled
+    from soilcarbon_training.jobs import prepare_data
+
+    path, options = _points(params)
+    return prepare_data(
+        path,
+        target=_get(params, "target", str),
+        rasters=_raster_list(params, "rasters"),
+        imagery=_raster_list(params, "imagery"),
+        covariate_fields=[str(f) for f in _get(params, "covariate_fields", list, [])],
+        elevation=_get(params, "elevation", str, None),
+        slope=_get(params, "slope", str, None),
+        method=_get(params, "method", str, "bilinear"),
+        progress=scaled(context.progress, 0.0, 0.05),
+        **options,
+    )
+
+
+def _train_config(params: dict[str, Any]):
+    from soilcarbon_training.trainer import TrainConfig
+
+    try:
+        return TrainConfig.from_dict(_get(params, "train", dict, {}))
+    except TypeError as err:
+        raise BadRequest(f"The parameter 'train' is malformed: {err}.") from err
+
+
+def train(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Train an SpTGNN ensemble: see :func:`soilcarbon_training.jobs.train_model`."""
+    from soilcarbon_core.progress import scaled
+    from soilcarbon_training.jobs import train_model
+
+    data = _training_data(params, context)
+    context.log(f"{len(data.target)} labelled samples ({data.n_dropped} without a target value left out).")
+    return train_model(
+        data,
+        _get(params, "output", str),
+        target=_get(params, "target", str),
+        unit=_get(params, "unit", str, ""),
+        members=_get(params, "members", int, 5),
+        train_config=_train_config(params),
+        device=_get(params, "device", str, "auto"),
+        progress=scaled(context.progress, 0.05, 1.0),
+    )
+
+
+def evaluate(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Cross-validate SpTGNN: see :func:`soilcarbon_training.jobs.evaluate_model`."""
+    from soilcarbon_core.progress import scaled
+    from soilcarbon_training.jobs import evaluate_model
+
+    data = _training_data(params, context)
+    return evaluate_model(
+        data,
+        _get(params, "output", str),
+        target=_get(params, "target", str),
+        unit=_get(params, "unit", str, ""),
+        cv=_get(params, "cv", str, "spatial"),
+        folds=_get(params, "folds", int, 5),
+        block_size_m=_get(params, "block_size_m", (int, float), None),
+        members=_get(params, "members", int, 5),
+        train_config=_train_config(params),
+        device=_get(params, "device", str, "auto"),
+        progress=scaled(context.progress, 0.05, 1.0),
+    )
+
+
+def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Predict with uncertainty at points (``points``) or on a grid (``grid``, a template raster)."""
+    from soilcarbon_core.prediction import predict_grid, predict_points
+
+    common = {
+        "rasters": _raster_list(params, "rasters"),
+        "date": _get(params, "date", str, None),
+        "device": _get(params, "device", str, "auto"),
+        "progress": context.progress,
+    }
+    model, output = _get(params, "model", str), _get(params, "output", str)
+    if "grid" in params:
+        return predict_grid(model, _get(params, "grid", str), output, **common)
+    path, options = _points(params)
+    return predict_points(
+        model, path, output, method=_get(params, "method", str, "bilinear"), **common, **options
+    )
+
+
 TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
     "environment": environment,
     "sample_covariates": sample_covariates,
+    "train": train,
+    "evaluate": evaluate,
+    "predict": predict,
 }

@@ -59,3 +59,81 @@ def grid_raster(tmp_path: Path):
         return path
 
     return make
+
+
+LA_LIBERTAD_CRS = "EPSG:32618"
+LA_LIBERTAD_POINTS = LA_LIBERTAD / "COSha30.csv"
+
+
+def la_libertad_rasters() -> list:
+    """Elevation, slope and two Landsat bands of La Libertad as named raster sources."""
+    from soilcarbon_core.io.rasters import RasterSource
+
+    terrain = LA_LIBERTAD / "SRTMGL1_SRTMGL1.2"
+    return [
+        RasterSource(Path(f"{terrain}.sdat"), "elevation"),
+        RasterSource(Path(f"{terrain}_slope.sdat"), "slope"),
+        RasterSource(LA_LIBERTAD / "GlobalForestChange2000-2014_first_REDL00.tif", "red"),
+        RasterSource(LA_LIBERTAD / "GlobalForestChange2000-2014_first_NIRL00.tif", "nir"),
+    ]
+
+
+def build_untrained_model(members: int = 2, field_covariate: bool = True):
+    """A complete (untrained, seeded) SoilCarbonModel on the La Libertad points: the mechanics of saving,
+    loading and predicting do not depend on training."""
+    from soilcarbon_core.features import Normaliser
+    from soilcarbon_core.graph import GraphParams
+    from soilcarbon_core.io.points import read_points
+    from soilcarbon_core.model import SoilCarbonModel
+    from soilcarbon_core.nn import SpTGNN, SpTGNNConfig
+    from soilcarbon_core.predictor import reference_graph
+    from soilcarbon_core.schema import InputSchema, available_features
+    from soilcarbon_core.uncertainty import SigmaScaling
+
+    points = read_points(LA_LIBERTAD_POINTS, crs=LA_LIBERTAD_CRS)
+    values, sources = available_features(points, la_libertad_rasters())
+    covariates = ["elevation", "slope", "CO30"] if field_covariate else ["elevation", "slope"]
+    schema = InputSchema(
+        crs=points.crs.to_wkt(),
+        geographic=False,
+        covariates=covariates,
+        imagery=["red", "nir"],
+        elevation="elevation",
+        slope="slope",
+        sources={n: sources[n] for n in (*covariates, "red", "nir")},
+    )
+    table = schema.table(points, values)
+    target = values["COSha30"]
+    normaliser = Normaliser.fit(table, target)
+    params = GraphParams(k_spatial=6, k_spectral=4, k_elevation=4)
+    graph = reference_graph(table, normaliser, params, geographic=False)
+    normaliser.fit_edges(graph.relations)
+    config = SpTGNNConfig(
+        members=members,
+        imagery_features=2,
+        covariate_features=len(covariates),
+        hidden=16,
+        relations={"spatial": 1, "spectral": 2, "elevation": 3},
+    )
+    return SoilCarbonModel(
+        target="COSha30",
+        unit="t/ha",
+        schema=schema,
+        network=SpTGNN(config).eval(),
+        normaliser=normaliser,
+        graph_params=params,
+        reference=table,
+        reference_target=target,
+        calibrator=SigmaScaling(scale=1.5),
+    )
+
+
+@pytest.fixture(scope="session")
+def untrained_model_path(tmp_path_factory) -> Path:
+    return build_untrained_model().save(tmp_path_factory.mktemp("model") / "model.zip")
+
+
+@pytest.fixture(scope="session")
+def raster_model_path(tmp_path_factory) -> Path:
+    """A model whose every input is a raster, so it can map a grid."""
+    return build_untrained_model(field_covariate=False).save(tmp_path_factory.mktemp("model") / "rasters.zip")

@@ -21,13 +21,22 @@ from soilcarbon_core.worker.protocol import (
     PROTOCOL_VERSION,
 )
 
-from .conftest import HUNTER_COVARIATES, HUNTER_CRS, HUNTER_POINTS, hunter_raster
+from .conftest import (
+    HUNTER_COVARIATES,
+    HUNTER_CRS,
+    HUNTER_POINTS,
+    LA_LIBERTAD,
+    LA_LIBERTAD_CRS,
+    LA_LIBERTAD_POINTS,
+    hunter_raster,
+    la_libertad_rasters,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def start_worker() -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "training")])}
     return subprocess.Popen(
         [sys.executable, "-m", "soilcarbon_core.worker"],
         stdin=subprocess.PIPE,
@@ -72,6 +81,56 @@ def test_sample_covariates_result(tmp_path):
     assert outputs["fields"] == ["elevation_2", "ndvi_2"]  # the CSV has Elevation and NDVI already
     assert outputs["n_points"] == outputs["n_valid"] == 506
     assert (tmp_path / "out.gpkg").is_file()
+
+
+def _la_libertad_rasters() -> list[dict]:
+    return [{"path": str(r.path), "name": r.name} for r in la_libertad_rasters()]
+
+
+def test_predict_task_at_points_and_on_a_grid(tmp_path, raster_model_path):
+    points = {"path": str(LA_LIBERTAD_POINTS), "crs": LA_LIBERTAD_CRS}
+    params = {
+        "model": str(raster_model_path),
+        "points": points,
+        "rasters": _la_libertad_rasters(),
+        "device": "cpu",
+    }
+    code, messages, _ = run(request("predict", {**params, "output": str(tmp_path / "soc.gpkg")}))
+    assert code == EXIT_OK, messages
+    assert messages[-1]["outputs"]["n_predicted"] == 118
+    assert messages[-1]["outputs"]["fields"][0] == "pred_mean"
+    grid = {
+        **params,
+        "grid": str(LA_LIBERTAD / "SRTMGL1_SRTMGL1.2.sdat"),
+        "output": str(tmp_path / "soc.tif"),
+    }
+    del grid["points"]
+    code, messages, _ = run(request("predict", grid))
+    assert code == EXIT_OK, messages
+    assert messages[-1]["outputs"]["bands"][3] == "pred_sd_total"
+    assert (tmp_path / "soc.tif").is_file()
+
+
+def test_train_task_writes_a_model(tmp_path):
+    params = {
+        "points": {"path": str(LA_LIBERTAD_POINTS), "crs": LA_LIBERTAD_CRS},
+        "target": "COSha30",
+        "unit": "t/ha",
+        "rasters": _la_libertad_rasters(),
+        "elevation": "elevation",
+        "members": 2,
+        "train": {"epochs": 2},
+        "device": "cpu",
+        "output": str(tmp_path / "soc.zip"),
+    }
+    code, messages, _ = run(request("train", params))
+    assert code == EXIT_OK, messages
+    outputs = messages[-1]["outputs"]
+    assert outputs["members"] == 2 and outputs["samples"] == 118
+    assert (tmp_path / "soc.zip").is_file()
+    code, messages, _ = run(request("train", {**params, "train": {"epochs": "many"}}))
+    assert code == EXIT_ERROR
+    assert "Training setting 'epochs' must be a whole number, not 'many'" in messages[-1]["message"]
 
 
 def test_environment_reports_the_stack():

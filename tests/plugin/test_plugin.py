@@ -78,7 +78,9 @@ def test_worker_environment_is_clean(monkeypatch):
     for name in ("PROJ_LIB", "PROJ_DATA", "GDAL_DATA", "LD_LIBRARY_PATH", "PYTHONHOME"):
         assert name not in env
     # PYTHONPATH is replaced by the folder holding the soilcarbon_core that matches the plugin.
-    assert os.path.isfile(os.path.join(env["PYTHONPATH"], "soilcarbon_core", "worker", "__main__.py"))
+    core, training = env["PYTHONPATH"].split(os.pathsep)
+    assert os.path.isfile(os.path.join(core, "soilcarbon_core", "worker", "__main__.py"))
+    assert os.path.isfile(os.path.join(training, "soilcarbon_training", "trainer.py"))
     assert env["PYTHONNOUSERSITE"] == "1"
 
 

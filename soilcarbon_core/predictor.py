@@ -1,0 +1,168 @@
+"""Ensemble prediction for new places: query nodes attached to the reference (labelled) nodes.
+
+The reference graph and the reference nodes' states are computed once; queries are processed in
+chunks, so memory is bounded by the chunk size and the cost grows linearly with the number of queries.
+Queries only receive messages, so predicting them never changes the reference nodes' outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from soilcarbon_core.features import NodeTable, Normaliser
+from soilcarbon_core.graph import GraphParams, ReferenceGraph
+from soilcarbon_core.progress import ProgressCallback, silent
+from soilcarbon_core.uncertainty import combine_members, gaussian_interval
+
+#: Output fields of a prediction, in this order, as written to GeoPackages and GeoTIFF bands.
+PREDICTION_FIELDS = (
+    "pred_mean",
+    "pred_sd_aleatoric",
+    "pred_sd_epistemic",
+    "pred_sd_total",
+    "pred_lower90",
+    "pred_upper90",
+)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Per point, in target units, after calibration: mean, the three sds and the central interval."""
+
+    mean: np.ndarray
+    aleatoric_sd: np.ndarray
+    epistemic_sd: np.ndarray
+    total_sd: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def columns(self) -> dict[str, np.ndarray]:
+        values = (self.mean, self.aleatoric_sd, self.epistemic_sd, self.total_sd, self.lower, self.upper)
+        return dict(zip(PREDICTION_FIELDS, values, strict=True))
+
+
+def reference_graph(
+    table: NodeTable, normaliser: Normaliser, params: GraphParams, *, geographic: bool
+) -> ReferenceGraph:
+    """The three-relation graph over reference nodes (spectral relation on the similarity features)."""
+    return ReferenceGraph(
+        table.xy,
+        geographic=geographic,
+        params=params,
+        spectral=normaliser.similarity_features(table),
+        elevation=table.elevation,
+        slope=table.slope,
+    )
+
+
+def attach(graph: ReferenceGraph, table: NodeTable, normaliser: Normaliser) -> dict:
+    """Query nodes of ``table`` attached to ``graph``'s reference nodes, relation by relation."""
+    return graph.attach(
+        table.xy, spectral=normaliser.similarity_features(table), elevation=table.elevation, slope=table.slope
+    )
+
+
+class EnsemblePredictor:
+    """A trained network with its reference nodes, ready to predict any number of query nodes."""
+
+    def __init__(
+        self,
+        network,
+        normaliser: Normaliser,
+        graph_params: GraphParams,
+        reference: NodeTable,
+        reference_target: np.ndarray,
+        *,
+        geographic: bool,
+        calibrator=None,
+        device=None,
+        level: float = 0.9,
+    ) -> None:
+        import torch
+
+        self.network = network.eval()
+        self.normaliser = normaliser
+        self.reference = reference
+        self.calibrator = calibrator
+        self.level = level
+        self.device = device or torch.device("cpu")
+        self.network.to(self.device)
+        self.graph = reference_graph(reference, normaliser, graph_params, geographic=geographic)
+        self._labels = torch.as_tensor(normaliser.target(reference_target), dtype=torch.float32)
+        self._states = None
+
+    @property
+    def relations(self) -> list[str]:
+        return sorted(set(self.graph.relations) & set(self.network.config.relations))
+
+    def _reference_states(self):
+        import torch
+
+        if self._states is None:
+            edges = self._edges(self.graph.relations)
+            nodes = self.normaliser.node_inputs(self.reference).to(self.device)
+            with torch.no_grad():
+                self._states, _ = self.network.reference_states(nodes, edges, self._labels.to(self.device))
+        return self._states
+
+    def _edges(self, relations: dict) -> dict:
+        kept = {
+            name: relation for name, relation in relations.items() if name in self.network.config.relations
+        }
+        return {
+            name: (index.to(self.device), attr.to(self.device))
+            for name, (index, attr) in self.normaliser.edges(kept).items()
+        }
+
+    def member_predictions(
+        self, table: NodeTable, *, chunk_size: int = 20_000, progress: ProgressCallback = silent
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-member means and variances (M, N) in target units."""
+        import torch
+
+        states = self._reference_states()
+        means, variances = [], []
+        total = len(table)
+        for start in range(0, total, chunk_size):
+            progress(start / max(total, 1), f"Predicting {start:,} / {total:,}")
+            chunk = table.select(np.arange(start, min(start + chunk_size, total)))
+            relations = attach(self.graph, chunk, self.normaliser)
+            nodes = self.normaliser.node_inputs(chunk).to(self.device)
+            with torch.no_grad():
+                output = self.network.predict_queries(nodes, self._edges(relations), states)
+            means.append(output.mean.cpu().numpy())
+            variances.append(output.variance.cpu().numpy())
+        progress(1.0, f"Predicted {total:,} places")
+        scale = self.normaliser.target_std
+        mean = np.concatenate(means, axis=1) * scale + self.normaliser.target_mean
+        return mean.astype(np.float64), np.concatenate(variances, axis=1).astype(np.float64) * scale**2
+
+    def predict(
+        self, table: NodeTable, *, chunk_size: int = 20_000, progress: ProgressCallback = silent
+    ) -> Prediction:
+        """Calibrated ensemble prediction for every node of ``table``."""
+        means, variances = self.member_predictions(table, chunk_size=chunk_size, progress=progress)
+        return finish_prediction(means, variances, self.calibrator, self.level)
+
+
+def finish_prediction(means: np.ndarray, variances: np.ndarray, calibrator, level: float = 0.9) -> Prediction:
+    """Combine members (M, N) and calibrate: the three sds scale together; the interval is calibrated."""
+    ensemble = combine_members(means, variances)
+    total = ensemble.total_sd
+    if calibrator is None:
+        calibrated, (lower, upper) = total, gaussian_interval(ensemble.mean, total, level)
+    else:
+        calibrated = calibrator.scale_sd(ensemble.mean, total)
+        lower, upper = calibrator.interval(ensemble.mean, total, level)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(total > 0, calibrated / total, 1.0)
+    return Prediction(
+        mean=ensemble.mean,
+        aleatoric_sd=ensemble.aleatoric_sd * factor,
+        epistemic_sd=ensemble.epistemic_sd * factor,
+        total_sd=calibrated,
+        lower=lower,
+        upper=upper,
+    )

@@ -1,0 +1,135 @@
+"""SpTGNN invariants: masking, no label leakage, queries never change the references, batched members."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from soilcarbon_core.errors import InputError
+from soilcarbon_core.nn import SpTGNN, SpTGNNConfig
+from soilcarbon_core.nn.sptgnn import NodeInputs
+
+N = 12
+
+
+def _nodes(n: int = N, seed: int = 0) -> NodeInputs:
+    g = torch.Generator().manual_seed(seed)
+    return NodeInputs(
+        position=torch.randn(n, 3, generator=g),
+        covariates=torch.randn(n, 6, generator=g),
+        covariate_mask=torch.ones(n, dtype=torch.bool),
+        imagery=torch.randn(n, 4, generator=g),
+        imagery_mask=torch.ones(n, dtype=torch.bool),
+        time=torch.randn(n, 5, generator=g),
+        time_mask=torch.ones(n, dtype=torch.bool),
+    )
+
+
+def _ring(n: int = N) -> dict:
+    """Symmetric ring edges (no self-loops) for two relations."""
+    i = torch.arange(n)
+    src = torch.cat([i, (i + 1) % n])
+    dst = torch.cat([(i + 1) % n, i])
+    far = torch.cat([i, (i + 3) % n]), torch.cat([(i + 3) % n, i])
+    return {
+        "spatial": (torch.stack([src, dst]), torch.rand(2 * n, 1)),
+        "spectral": (torch.stack(far), torch.rand(2 * n, 2)),
+    }
+
+
+def _model(members: int = 3, **overrides) -> SpTGNN:
+    settings = {
+        "members": members,
+        "imagery_features": 4,
+        "covariate_features": 3,
+        "temporal": True,
+        "hidden": 16,
+        "relations": {"spatial": 1, "spectral": 2},
+        **overrides,
+    }
+    return SpTGNN(SpTGNNConfig(**settings)).eval()
+
+
+@pytest.mark.parametrize("graph_layers", [0, 1])
+def test_a_node_never_sees_its_own_label(graph_layers):
+    model, nodes, edges = _model(graph_layers=graph_layers), _nodes(), _ring()
+    labels = torch.randn(N)
+    with torch.no_grad():
+        before = model(nodes, edges, labels)
+        changed = labels.clone()
+        changed[4] += 10.0
+        after = model(nodes, edges, changed)
+    # Node 4's own prediction does not move; its neighbours' (which receive its label) do.
+    torch.testing.assert_close(after.mean[:, 4], before.mean[:, 4])
+    torch.testing.assert_close(after.variance[:, 4], before.variance[:, 4])
+    assert not torch.allclose(after.mean[:, 5], before.mean[:, 5])
+
+
+def test_masked_stream_ignores_its_values_and_is_not_zero_filling():
+    model, nodes, edges = _model(), _nodes(), _ring()
+    labels = torch.randn(N)
+    nodes.imagery_mask[2] = False
+    with torch.no_grad():
+        base = model(nodes, edges, labels)
+        nodes.imagery[2] = 100.0  # garbage behind the mask must not matter
+        assert torch.equal(model(nodes, edges, labels).mean, base.mean)
+        nodes.imagery[2] = 0.0
+        nodes.imagery_mask[2] = True  # zeros as data are something else than "missing"
+        zero_filled = model(nodes, edges, labels)
+    assert not torch.allclose(zero_filled.mean[:, 2], base.mean[:, 2])
+
+
+def test_queries_do_not_change_references_and_chunks_are_independent():
+    model, nodes, edges = _model(graph_layers=1), _nodes(), _ring()
+    labels = torch.randn(N)
+    queries = _nodes(5, seed=1)
+    query_edges = {
+        "spatial": (torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 0, 1, 2, 3, 4, 4]]), torch.rand(7, 1)),
+        "spectral": (torch.tensor([[7, 8, 9], [0, 2, 4]]), torch.rand(3, 2)),
+    }
+    with torch.no_grad():
+        reference, _ = model.reference_states(nodes, edges, labels)
+        before = model(nodes, edges, labels)
+        together = model.predict_queries(queries, query_edges, reference)
+        after = model(nodes, edges, labels)
+        # Queries 0-1 alone (their edges only) give the same as within the whole batch.
+        first = {k: (idx[:, idx[1] < 2], attr[idx[1] < 2]) for k, (idx, attr) in query_edges.items()}
+        alone = model.predict_queries(queries.select(torch.arange(2)), first, reference)
+    torch.testing.assert_close(after.mean, before.mean)
+    torch.testing.assert_close(alone.mean, together.mean[:, :2])
+    torch.testing.assert_close(alone.variance, together.variance[:, :2])
+
+
+def test_batched_members_equal_separate_single_models():
+    batched, nodes, edges = _model(members=3), _nodes(), _ring()
+    labels = torch.randn(N)
+    with torch.no_grad():
+        out = batched(nodes, edges, labels)
+        for m in range(3):
+            single = _model(members=1)
+            state = {
+                name: value if name.endswith("frequencies") else value[m : m + 1]
+                for name, value in batched.state_dict().items()
+            }
+            single.load_state_dict(state)
+            alone = single(nodes, edges, labels)
+            torch.testing.assert_close(alone.mean[0], out.mean[m], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(alone.variance[0], out.variance[m], rtol=1e-5, atol=1e-6)
+    assert out.variance.min() > 0
+    assert not torch.allclose(out.mean[0], out.mean[1])  # members differ
+
+
+def test_no_graph_config_is_an_mlp_over_the_streams():
+    model, nodes = _model(relations={}), _nodes()
+    with torch.no_grad():
+        with_edges = model(nodes, _ring(), torch.randn(N))
+        without = model(nodes, {}, torch.randn(N))
+    torch.testing.assert_close(with_edges.mean, without.mean)
+
+
+def test_every_parameter_has_the_member_dimension():
+    model = _model(members=4, fusion="concat")
+    assert all(p.shape[0] == 4 for p in model.parameters())
+    assert SpTGNNConfig.from_dict(model.config.to_dict()) == model.config
+    with pytest.raises(InputError, match="Unknown SpTGNNConfig settings: experts_count"):
+        SpTGNNConfig.from_dict({"members": 2, "experts_count": 3})
