@@ -195,8 +195,9 @@ class SpTGNN(nn.Module):
     def forward(self, nodes: NodeInputs, edges: dict[str, Edges], labels: torch.Tensor) -> Output:
         """Predict the reference nodes themselves: each sees its neighbours' labels, never its own."""
         reference, balance = self.reference_states(nodes, edges, labels)
-        output = self.predict_queries(nodes, edges, reference)
-        return output._replace(balance=output.balance + balance)
+        # The nodes are their own queries: start from their fused states instead of encoding again.
+        output = self.predict_queries_from_states(reference.states[0], edges, reference)
+        return output._replace(balance=balance)
 
     def predict_queries(
         self, nodes: NodeInputs, edges: dict[str, Edges], reference: ReferenceStates

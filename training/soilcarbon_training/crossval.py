@@ -15,7 +15,7 @@ import numpy as np
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import GraphParams
 from soilcarbon_core.nn import SpTGNNConfig
-from soilcarbon_core.predictor import Prediction
+from soilcarbon_core.predictor import Prediction, finish_prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
 from soilcarbon_training.folds import validation_split
 from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
@@ -23,13 +23,18 @@ from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
 
 @dataclass
 class FoldResult:
-    """One fold: test indices, calibrated prediction, timings (s) and the members' best epochs."""
+    """One fold: test indices, calibrated prediction, timings (s), the members' best epochs, and the
+    uncalibrated member predictions (means, variances) of the test and validation nodes, for studies
+    of calibration methods without retraining."""
 
     test: np.ndarray
     prediction: Prediction
     train_seconds: float
     predict_seconds: float
     best_epoch: list[int]
+    test_members: tuple[np.ndarray, np.ndarray]
+    validation: np.ndarray
+    validation_members: tuple[np.ndarray, np.ndarray]
 
 
 def fit_fold(
@@ -46,7 +51,7 @@ def fit_fold(
     device=None,
     progress: ProgressCallback = silent,
 ):
-    """Train an ensemble on ``train``, carving its own validation part; return (trainer, fit result)."""
+    """Train an ensemble on ``train``, carving its own validation part: (trainer, fit result, val indices)."""
     fit_idx, val_idx = validation_split(
         train,
         table.xy,
@@ -57,7 +62,7 @@ def fit_fold(
     )
     trainer = EnsembleTrainer(model_config, train_config, graph_params, geographic=geographic, device=device)
     result = trainer.fit(table, target, fit_idx, val_idx, progress=progress)
-    return trainer, result
+    return trainer, result, val_idx
 
 
 def cross_validate(
@@ -78,7 +83,7 @@ def cross_validate(
     for number, (train, test) in enumerate(folds):
         share = scaled(progress, number / len(folds), (number + 1) / len(folds))
         started = time.perf_counter()
-        trainer, fit = fit_fold(
+        trainer, fit, validation = fit_fold(
             table,
             target,
             train,
@@ -95,9 +100,19 @@ def cross_validate(
         predictor = trainer.predictor(
             fit.network, fit.normaliser, table.select(train), target[train], calibrator=fit.calibrator
         )
-        prediction = predictor.predict(table.select(test))
+        means, variances = predictor.member_predictions(table.select(test))
+        prediction = finish_prediction(means, variances, fit.calibrator)
         results.append(
-            FoldResult(test, prediction, train_seconds, time.perf_counter() - started, fit.best_epoch)
+            FoldResult(
+                test,
+                prediction,
+                train_seconds,
+                time.perf_counter() - started,
+                fit.best_epoch,
+                (means, variances),
+                validation,
+                fit.validation,
+            )
         )
         share(1.0, f"Fold {number + 1}/{len(folds)} done")
     return results

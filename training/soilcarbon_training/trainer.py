@@ -77,6 +77,8 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    #: Uncalibrated member predictions (M, N_val) of the validation nodes: means, variances (target units).
+    validation: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class _Graph:
@@ -256,6 +258,7 @@ class EnsembleTrainer:
             history=history,
             best_epoch=best_epoch.tolist(),
             seconds=time.perf_counter() - started,
+            validation=(means, variances),
         )
 
     def predictor(
