@@ -284,8 +284,8 @@ def _add_training_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--moran-weight", type=float, default=0.1, help="weight of the Moran's I penalty")
     command.add_argument(
         "--calibration",
-        choices=("sigma_scaling", "sigma_scaling_ece", "isotonic", "none"),
-        default="sigma_scaling",
+        choices=("isotonic", "sigma_scaling", "sigma_scaling_ece", "none"),
+        default="isotonic",
     )
     command.add_argument("--seed", type=int, default=0)
 

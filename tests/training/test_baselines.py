@@ -185,6 +185,21 @@ def test_ordinary_kriging_merges_coinciding_training_points():
     assert mean[0] == pytest.approx(2.0) and sd[0] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_new_observation_adds_the_nugget_to_the_variance():
+    rng = np.random.default_rng(3)
+    train, test = rng.uniform(0, 100, (60, 2)), rng.uniform(0, 100, (5, 2))
+    z = rng.normal(size=60)
+    fixed = {"sill": 1.0, "range": 30.0, "nugget": 0.25}
+    test = np.vstack([test, train[:1]])  # and one test point on a training location
+    mean, sd = ordinary_kriging(train, z, test, geographic=False, variogram_parameters=fixed)
+    mean_obs, sd_obs = ordinary_kriging(
+        train, z, test, geographic=False, variogram_parameters=fixed, new_observation=True
+    )
+    np.testing.assert_array_equal(mean_obs, mean)
+    np.testing.assert_allclose(sd_obs**2, sd**2 + 0.25, rtol=1e-12)
+    assert sd[-1] == pytest.approx(0.0, abs=1e-6) and sd_obs[-1] == pytest.approx(0.5)
+
+
 def test_ordinary_kriging_variogram_subsample_is_seeded():
     rng = np.random.default_rng(8)
     train, test = rng.uniform(0, 100, (400, 2)), rng.uniform(0, 100, (20, 2))

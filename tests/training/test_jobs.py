@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from soilcarbon_core.cli import main
@@ -59,7 +60,9 @@ def test_train_writes_a_model_that_describes_itself(trained):
     assert len(model.reference_target) == 118  # every labelled sample is a reference node
     assert model.training["fit_samples"] + model.training["validation_samples"] == 118
     assert set(model.metrics["validation"]) >= {"r2", "rmse", "picp90", "ece", "crps"}
-    assert model.calibrator.scale > 0
+    assert model.calibrator.to_dict()["method"] == "isotonic"  # the default, fitted on validation only
+    lower, upper = model.calibrator.interval(np.zeros(3), np.ones(3), 0.9)
+    assert (lower < 0).all() and (upper > 0).all()
 
 
 def test_predict_points_and_grid_from_the_command_line(trained, tmp_path, capsys):

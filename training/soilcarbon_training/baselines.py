@@ -138,6 +138,7 @@ def ordinary_kriging(
     nlags: int = 20,
     max_variogram_points: int = 2000,
     seed: int = 0,
+    new_observation: bool = False,
 ) -> Prediction:
     """Ordinary kriging in a moving neighbourhood of the ``n_closest`` training points.
 
@@ -155,6 +156,10 @@ def ordinary_kriging(
     exact-value rule: g0_i = 0 when x0 is on x_i), solved in batches without PyKrige's N x N matrix, so
     it scales to tens of thousands of training points. Training points that share coordinates are
     first merged into one with their mean value (coinciding points make the system singular).
+
+    With ``new_observation`` the fitted nugget is added to the variance: the uncertainty of a new
+    measurement rather than of the noise-free signal (which is 0 on a training location, where a
+    repeated measurement is not).
 
     Returns:
         ``(mean, sd)``, each ``(n_test,)``.
@@ -206,6 +211,8 @@ def ordinary_kriging(
         solution = _solve(a, b)
         mean[rows] = np.einsum("mk,mk->m", solution[:, :k], y_train[idx])
         variance[rows] = -np.einsum("mk,mk->m", solution, b)
+    if new_observation:
+        variance = variance + fitted.variogram_model_parameters[-1]  # the nugget comes last in PyKrige
     return mean, np.sqrt(np.clip(variance, 0.0, None))
 
 
@@ -276,13 +283,14 @@ def _tabular(model: Callable[..., Prediction]) -> Callable[..., Prediction]:
 def _kriging(
     dataset: SoilDataset, train_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0, threads: int = 1
 ) -> Prediction:
-    """Ordinary kriging from the coordinates alone (``threads`` unused)."""
+    """Ordinary kriging from the coordinates alone, sd of a new measurement (``threads`` unused)."""
     return ordinary_kriging(
         dataset.coords[train_idx],
         dataset.target[train_idx],
         dataset.coords[test_idx],
         geographic=dataset.geographic,
         seed=seed,
+        new_observation=True,
     )
 
 

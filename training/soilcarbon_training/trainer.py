@@ -51,7 +51,7 @@ class TrainConfig(JsonSettings):
     balance_weight: float = 0.01  #: weight of the MoE load-balancing loss
     patience: int = 12  #: epochs without validation improvement before a member stops improving
     bootstrap: bool = True
-    calibration: str = "sigma_scaling"
+    calibration: str = "isotonic"
     seed: int = 0
 
     def __post_init__(self) -> None:
