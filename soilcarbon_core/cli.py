@@ -224,11 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sample.add_argument("-o", "--output", required=True, help="output GeoPackage (.gpkg)")
     sample.add_argument("--method", choices=("nearest", "bilinear"), default="nearest")
-    sample.add_argument("--layer", help="layer of a multi-layer points file")
-    sample.add_argument("--x-field", help="CSV column with x / longitude (found automatically if omitted)")
-    sample.add_argument("--y-field", help="CSV column with y / latitude")
-    sample.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32618 (lon/lat default EPSG:4326)")
-    sample.add_argument("--date-field", help="field with the sampling date")
+    _add_read_options(sample, "field with the sampling date")
     sample.add_argument("--no-attributes", action="store_true", help="do not copy the points' attributes")
     sample.add_argument("--plot", help="also write a PNG map of the sampled values")
     sample.set_defaults(run=_sample)
@@ -240,12 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_point_options(command: argparse.ArgumentParser) -> None:
+def _add_read_options(command: argparse.ArgumentParser, date_help: str) -> None:
     command.add_argument("--layer", help="layer of a multi-layer points file")
     command.add_argument("--x-field", help="CSV column with x / longitude (found automatically if omitted)")
     command.add_argument("--y-field", help="CSV column with y / latitude")
     command.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32618 (lon/lat default EPSG:4326)")
-    command.add_argument("--date-field", help="field with the sampling date (enables the temporal stream)")
+    command.add_argument("--date-field", help=date_help)
+
+
+def _add_point_options(command: argparse.ArgumentParser) -> None:
+    _add_read_options(command, "field with the sampling date (enables the temporal stream)")
     command.add_argument(
         "-r",
         "--raster",

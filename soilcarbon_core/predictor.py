@@ -14,7 +14,14 @@ import numpy as np
 from soilcarbon_core.features import NodeTable, Normaliser
 from soilcarbon_core.graph import GraphParams, ReferenceGraph
 from soilcarbon_core.progress import ProgressCallback, silent
-from soilcarbon_core.uncertainty import combine_members, gaussian_interval
+from soilcarbon_core.uncertainty import (
+    Interval,
+    combine_members,
+    ece,
+    gaussian_interval,
+    picp,
+    regression_metrics,
+)
 
 #: Output fields of a prediction, in this order, as written to GeoPackages and GeoTIFF bands.
 PREDICTION_FIELDS = (
@@ -93,10 +100,6 @@ class EnsemblePredictor:
         self._labels = torch.as_tensor(normaliser.target(reference_target), dtype=torch.float32)
         self._states = None
 
-    @property
-    def relations(self) -> list[str]:
-        return sorted(set(self.graph.relations) & set(self.network.config.relations))
-
     def _reference_states(self):
         import torch
 
@@ -166,3 +169,14 @@ def finish_prediction(means: np.ndarray, variances: np.ndarray, calibrator, leve
         lower=lower,
         upper=upper,
     )
+
+
+def calibrated_metrics(
+    y: np.ndarray, mean: np.ndarray, raw_sd: np.ndarray, calibrated_sd: np.ndarray, interval: Interval
+) -> dict[str, float]:
+    """Metrics of a calibrated prediction: coverage (PICP90, ECE) from the calibrated ``interval`` of the
+    raw (uncalibrated) sd, and NLL / CRPS / ENCE from the calibrated, Gaussian-equivalent sd."""
+    metrics = regression_metrics(y, mean, calibrated_sd)
+    metrics["picp90"] = picp(y, mean, raw_sd, 0.9, interval=interval)
+    metrics["ece"] = ece(y, mean, raw_sd, interval=interval)
+    return metrics

@@ -216,6 +216,3 @@ class SpTGNN(nn.Module):
         if self.readout is not None:
             state = self.readout(state, reference.states[-1], edges, reference.labels)
         return self._head(state, state.new_zeros(self.members))
-
-    def parameter_count(self) -> int:
-        return sum(p.numel() for p in self.parameters())

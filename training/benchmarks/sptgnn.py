@@ -23,16 +23,12 @@ import numpy as np
 import torch
 
 from soilcarbon_core.graph import GraphParams
-from soilcarbon_core.predictor import finish_prediction
 from soilcarbon_core.uncertainty import (
     CALIBRATION_METHODS,
-    fit_calibrator,
-    plot_calibration,
-    plot_intervals,
     regression_metrics,
 )
 from soilcarbon_training.baselines import BASELINES
-from soilcarbon_training.crossval import cross_validate, out_of_fold
+from soilcarbon_training.crossval import PooledCalibration, cross_validate
 from soilcarbon_training.datasets import load_africa, load_la_libertad, node_table
 from soilcarbon_training.folds import BLOCK_SIZE_M, random_folds, spatial_block_folds
 from soilcarbon_training.jobs import model_config_for
@@ -88,54 +84,16 @@ def _sptgnn(data: _Data, cv: str, folds, members, relations, model_overrides, tr
         graph_params=graph,
         block_size_m=data.block if cv == "spatial" else None,
     )
-    test = np.concatenate([r.test for r in results])
-    prediction = out_of_fold(results, len(data.target))
-    return (
-        test,
-        prediction,
-        sum(r.train_seconds for r in results),
-        sum(r.predict_seconds for r in results),
-        results,
-    )
-
-
-class _Pooled:
-    """Out-of-fold predictions with each fold's own calibrator (refitted on that fold's validation
-    predictions with ``method``, no retraining): raw mean and sd, and the calibrated intervals."""
-
-    def __init__(self, target: np.ndarray, results, method: str) -> None:
-        n = len(target)
-        self.mean, self.sd = np.full(n, np.nan), np.full(n, np.nan)
-        self.parts = []
-        for r in results:
-            validation = finish_prediction(*r.validation_members, None)
-            calibrator = fit_calibrator(method, target[r.validation], validation.mean, validation.total_sd)
-            raw = finish_prediction(*r.test_members, None)
-            self.mean[r.test], self.sd[r.test] = raw.mean, raw.total_sd
-            self.parts.append((r.test, calibrator))
-
-    def interval(self, mean: np.ndarray, sd: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """Each point's interval from its own fold's calibrator (``mean``, ``sd``: raw, all points)."""
-        lower, upper = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
-        for index, calibrator in self.parts:
-            lower[index], upper[index] = calibrator.interval(mean[index], sd[index], level)
-        return lower, upper
-
-    def metrics(self, target: np.ndarray) -> dict:
-        """PICP90 and ECE with the calibrated intervals, CRPS / NLL with the calibrated (equivalent) sd."""
-        calibrated = self.sd.copy()
-        for index, calibrator in self.parts:
-            calibrated[index] = calibrator.scale_sd(self.mean[index], self.sd[index])
-        metrics = regression_metrics(target, self.mean, calibrated)
-        tail = regression_metrics(target, self.mean, self.sd, interval=self.interval)
-        return {**metrics, "picp90": tail["picp90"], "ece": tail["ece"]}
+    fit_s = sum(r.train_seconds for r in results)
+    predict_s = sum(r.predict_seconds for r in results)
+    return fit_s, predict_s, results, PooledCalibration(data.target, results, train_config.calibration)
 
 
 def _calibration_study(target: np.ndarray, results) -> list[dict]:
     """Every calibration method refitted per fold on validation only and applied to its test fold."""
     rows = []
     for method in CALIBRATION_METHODS:
-        metrics = _Pooled(target, results, method).metrics(target)
+        metrics = PooledCalibration(target, results, method).metrics()
         rows.append({"calibration": method, **{k: metrics[k] for k in ("picp90", "ece", "crps", "nll")}})
     return rows
 
@@ -207,27 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         y = data.target
         for cv, folds in data.folds.items() if not args.ablations_only else ():
             if (name, cv, SPTGNN) not in done:
-                _, _, fit_s, predict_s, results = _sptgnn(
+                fit_s, predict_s, results, pooled = _sptgnn(
                     data, cv, folds, 5, None, {}, train_config, graph, args.threads
                 )
-                pooled = _Pooled(y, results, train_config.calibration)
                 row = {"dataset": name, "cv": cv, "model": SPTGNN, "train_s": fit_s, "predict_s": predict_s}
-                row.update(pooled.metrics(y))
+                row.update(pooled.metrics())
                 report["results"].append(row)
                 report.setdefault("calibration_main", {})[f"{name}, {cv}"] = _calibration_study(y, results)
                 title = f"SpTGNN, {name}, 5-fold {cv} CV, {train_config.calibration}"
                 stem = args.out.parent / f"bench_sptgnn_{name}_{cv}"
-                plot_calibration(
-                    y,
-                    pooled.mean,
-                    pooled.sd,
-                    f"{stem}_calibration.png",
-                    interval=pooled.interval,
-                    title=title,
-                )
-                plot_intervals(
-                    y, pooled.mean, pooled.sd, f"{stem}_intervals.png", interval=pooled.interval, title=title
-                )
+                pooled.plot_calibration(f"{stem}_calibration.png", title)
+                pooled.plot_intervals(f"{stem}_intervals.png", title)
                 print(row, flush=True)
                 save()
             for baseline in BASELINES:
@@ -244,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         folds = data.folds["random"][: args.ablation_folds]
         variants = {"full model": ({}, {}, 5, None), **ABLATIONS}
         for variant, (model_overrides, train_overrides, members, relations) in variants.items():
-            test, prediction, fit_s, _, results = _sptgnn(
+            fit_s, _, results, pooled = _sptgnn(
                 data,
                 "random",
                 folds,
@@ -256,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.threads,
             )
             row = {"variant": variant, "folds": len(folds), "train_s": fit_s}
-            row.update(_metrics(data.target, prediction.mean, prediction.total_sd, test))
+            row.update(pooled.metrics())
             report["ablations"].append(row)
             if variant == "full model":
                 report["calibration"] = _calibration_study(data.target, results)

@@ -15,8 +15,9 @@ import numpy as np
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import GraphParams
 from soilcarbon_core.nn import SpTGNNConfig
-from soilcarbon_core.predictor import Prediction, finish_prediction
+from soilcarbon_core.predictor import Prediction, calibrated_metrics, finish_prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
+from soilcarbon_core.uncertainty import fit_calibrator, plot_calibration, plot_intervals
 from soilcarbon_training.folds import validation_split
 from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
 
@@ -118,10 +119,39 @@ def cross_validate(
     return results
 
 
-def out_of_fold(results: list[FoldResult], n: int) -> Prediction:
-    """Assemble the folds' test predictions into one prediction per point (N,)."""
-    columns = {name: np.full(n, np.nan) for name in Prediction.__dataclass_fields__}
-    for result in results:
-        for name in columns:
-            columns[name][result.test] = getattr(result.prediction, name)
-    return Prediction(**columns)
+class PooledCalibration:
+    """The test points of ``results`` with each fold's own calibrator, refitted with ``method`` on that
+    fold's validation predictions only (no retraining): targets ``y``, raw ``mean`` and ``sd``, the
+    calibrated sd, and the calibrated intervals. Arrays follow the folds' test points in fold order."""
+
+    def __init__(self, target: np.ndarray, results: list[FoldResult], method: str) -> None:
+        self.tested = np.concatenate([r.test for r in results])
+        self.y = target[self.tested]
+        means, sds, calibrated, self.parts = [], [], [], []
+        start = 0
+        for r in results:
+            validation = finish_prediction(*r.validation_members, None)
+            calibrator = fit_calibrator(method, target[r.validation], validation.mean, validation.total_sd)
+            raw = finish_prediction(*r.test_members, None)
+            means.append(raw.mean)
+            sds.append(raw.total_sd)
+            calibrated.append(calibrator.scale_sd(raw.mean, raw.total_sd))
+            self.parts.append((slice(start, start + len(r.test)), calibrator))
+            start += len(r.test)
+        self.mean, self.sd, self.calibrated_sd = map(np.concatenate, (means, sds, calibrated))
+
+    def interval(self, mean: np.ndarray, sd: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each point's interval from its own fold's calibrator (``mean``, ``sd``: raw, in this order)."""
+        lower, upper = np.empty_like(mean), np.empty_like(mean)
+        for part, calibrator in self.parts:
+            lower[part], upper[part] = calibrator.interval(mean[part], sd[part], level)
+        return lower, upper
+
+    def metrics(self) -> dict[str, float]:
+        return calibrated_metrics(self.y, self.mean, self.sd, self.calibrated_sd, self.interval)
+
+    def plot_calibration(self, path, title: str = ""):
+        return plot_calibration(self.y, self.mean, self.sd, path, interval=self.interval, title=title)
+
+    def plot_intervals(self, path, title: str = ""):
+        return plot_intervals(self.y, self.mean, self.sd, path, interval=self.interval, title=title)

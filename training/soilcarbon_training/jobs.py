@@ -22,10 +22,10 @@ from soilcarbon_core.io.points import SamplePoints, read_points
 from soilcarbon_core.io.rasters import RasterSource, field_name
 from soilcarbon_core.model import SoilCarbonModel
 from soilcarbon_core.nn import SpTGNNConfig
+from soilcarbon_core.predictor import calibrated_metrics, finish_prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
 from soilcarbon_core.schema import InputSchema, available_features
-from soilcarbon_core.uncertainty import plot_calibration, plot_intervals, regression_metrics
-from soilcarbon_training.crossval import cross_validate, out_of_fold
+from soilcarbon_training.crossval import PooledCalibration, cross_validate
 from soilcarbon_training.folds import random_folds, spatial_block_folds, validation_split
 from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
 
@@ -164,14 +164,11 @@ def train_model(
     )
     trainer = EnsembleTrainer(config, train_config, graph_params, geographic=geographic, device=torch_device)
     fit = trainer.fit(data.table, data.target, fit_idx, val_idx, progress=scaled(progress, 0.0, 0.9))
-    validation = trainer.predictor(
-        fit.network,
-        fit.normaliser,
-        data.table.select(fit_idx),
-        data.target[fit_idx],
-        calibrator=fit.calibrator,
-    ).predict(data.table.select(val_idx))
-    metrics = regression_metrics(data.target[val_idx], validation.mean, validation.total_sd)
+    raw = finish_prediction(*fit.validation, None)
+    calibrated = finish_prediction(*fit.validation, fit.calibrator)
+    metrics = calibrated_metrics(
+        data.target[val_idx], raw.mean, raw.total_sd, calibrated.total_sd, fit.calibrator.interval
+    )
     model = SoilCarbonModel(
         target=target,
         unit=unit,
@@ -252,22 +249,14 @@ def evaluate_model(
         device=resolve_device(device),
         progress=scaled(progress, 0.0, 0.95),
     )
-    prediction = out_of_fold(results, len(data.target))
-    metrics = regression_metrics(data.target, prediction.mean, prediction.total_sd)
+    pooled = PooledCalibration(data.target, results, train_config.calibration)
+    metrics = pooled.metrics()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     title = f"{target}: {folds}-fold {cv} CV"
     plots = {
-        "calibration": str(
-            plot_calibration(
-                data.target, prediction.mean, prediction.total_sd, output_dir / "calibration.png", title=title
-            )
-        ),
-        "intervals": str(
-            plot_intervals(
-                data.target, prediction.mean, prediction.total_sd, output_dir / "intervals.png", title=title
-            )
-        ),
+        "calibration": str(pooled.plot_calibration(output_dir / "calibration.png", title)),
+        "intervals": str(pooled.plot_intervals(output_dir / "intervals.png", title)),
     }
     report = {
         "target": target,
