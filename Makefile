@@ -21,7 +21,7 @@ help:
 	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
 	@echo "make test     set up, then run the core and the plugin test suites"
 	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
-	@echo "make bench    benchmarks (sampling, graph), figures in training/reports/"
+	@echo "make bench    benchmarks (sampling, graph, ensemble, training step), figures in training/reports/"
 	@echo "make bench-sptgnn  SpTGNN vs XGBoost / RF / kriging + ablations (about an hour)"
 	@echo "make lint     ruff"
 	@echo "make package  the plugin zip in dist/"
@@ -77,6 +77,8 @@ bench: setup
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 GDAL_NUM_THREADS=1 \
 	  $(CORE_RUN) training/benchmarks/sampling.py --out training/reports/bench_sampling.md
 	$(CORE_RUN) training/benchmarks/graph.py --threads 2 --out training/reports/bench_graph.md
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/ensemble.py --threads 2 --repeats 5 --out training/reports/bench_ensemble.md
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/training_step.py --threads 2 --out training/reports/bench_training_step.md
 
 # SpTGNN against XGBoost, random forest and kriging, plus ablations (about an hour on 2 cores).
 bench-sptgnn: setup

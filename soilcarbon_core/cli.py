@@ -162,7 +162,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from soilcarbon_core.prediction import plot_prediction_map, predict_grid, predict_points
+    from soilcarbon_core.prediction import predict_grid, predict_points
 
     if (args.points is None) == (args.grid is None):
         raise SoilCarbonError(
@@ -177,7 +177,7 @@ def _predict(args: argparse.Namespace) -> int:
     }
     with bar:
         if args.grid:
-            summary = predict_grid(args.model, args.grid, args.output, **common)
+            summary = predict_grid(args.model, args.grid, args.output, plot=args.plot, **common)
         else:
             options = {"method": args.method, **common, **_read_options(args)}
             summary = predict_points(args.model, args.points, args.output, **options)
@@ -186,8 +186,8 @@ def _predict(args: argparse.Namespace) -> int:
         f"Wrote {summary['output']}: {summary['target']} ({summary['unit']}) with uncertainty at "
         f"{summary['n_predicted']} of {count} places, on {summary['device']}."
     )
-    if args.plot and args.grid:
-        print(f"Map: {plot_prediction_map(summary['output'], args.plot, model=args.model)}")
+    if summary.get("plot"):
+        print(f"Map: {summary['plot']}")
     return 0
 
 

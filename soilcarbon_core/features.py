@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from soilcarbon_core.graph import Relation
+from soilcarbon_core.graph.geometry import unit_vectors
 
 
 @dataclass
@@ -49,12 +50,6 @@ def decimal_year(dates: np.ndarray) -> np.ndarray:
     result = np.full(days.shape, np.nan)
     result[known] = 1970 + years.astype(np.int64) + (days[known] - start) / length
     return result
-
-
-def unit_vectors(lonlat: np.ndarray) -> np.ndarray:
-    """(N, 2) lon/lat degrees -> (N, 3) points on the unit sphere."""
-    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
-    return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=1)
 
 
 def _mean_std(values: np.ndarray) -> tuple[list[float], list[float]]:

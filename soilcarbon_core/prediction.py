@@ -39,7 +39,7 @@ def _predict_valid(
     model: SoilCarbonModel, predictor, points: SamplePoints, rasters, method: str, progress: ProgressCallback
 ) -> tuple[Prediction, np.ndarray]:
     """Predict points whose needed features are all known; the others get NaN. Returns (prediction, valid)."""
-    available, _ = available_features(points, rasters, method=method, progress=scaled(progress, 0.0, 0.3))
+    available, _, _ = available_features(points, rasters, method=method, progress=scaled(progress, 0.0, 0.3))
     table = model.schema.table(points, available)
     # Outside a raster or on its nodata there is no prediction; a missing field value is handled by
     # the model (missing-value flags), as in training.
@@ -103,12 +103,14 @@ def predict_grid(
     date: str | None = None,
     device: str = "auto",
     rows_per_block: int = 256,
+    plot: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
 ) -> dict:
     """Predict every cell of ``template``'s grid; write a 6-band float32 GeoTIFF (bands as
     :data:`~soilcarbon_core.predictor.PREDICTION_FIELDS`, nodata -9999 where an input is missing).
 
     Processed in blocks of rows: memory is bounded by the block, reference states are computed once.
+    With ``plot``, also a PNG map (:func:`plot_prediction_map`) with the model's samples on top.
     """
     import rasterio
     from rasterio.windows import Window
@@ -158,9 +160,12 @@ def predict_grid(
                 window=Window(0, top, width, rows),
             )
         out.update_tags(target=model.target, unit=model.unit)
+    if plot:
+        plot_prediction_map(output, plot, model)
     progress(1.0, "Map written")
     return {
         "output": str(Path(output)),
+        "plot": str(Path(plot)) if plot else None,
         "target": model.target,
         "unit": model.unit,
         "bands": list(PREDICTION_FIELDS),
@@ -171,7 +176,7 @@ def predict_grid(
 
 
 def plot_prediction_map(
-    raster: str | os.PathLike[str], png: str | os.PathLike[str], model: str | os.PathLike[str] | None = None
+    raster: str | os.PathLike[str], png: str | os.PathLike[str], model: SoilCarbonModel | None = None
 ) -> Path:
     """PNG of a prediction GeoTIFF: mean, total sd and 90 % interval width side by side; with ``model``,
     its reference (training) samples are drawn on top."""
@@ -190,9 +195,8 @@ def plot_prediction_map(
         target = dataset.tags().get("target", "prediction")
         points = None
         if model is not None:
-            loaded = SoilCarbonModel.load(model)
-            xy = loaded.reference.xy
-            points = transform(CRS.from_wkt(loaded.schema.crs), dataset.crs, xy[:, 0], xy[:, 1])
+            xy = model.reference.xy
+            points = transform(CRS.from_wkt(model.schema.crs), dataset.crs, xy[:, 0], xy[:, 1])
     extent = (bounds.left, bounds.right, bounds.bottom, bounds.top)
     panels = (
         (values[0], f"{target} mean ({unit})", "viridis"),

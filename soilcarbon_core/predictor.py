@@ -86,7 +86,9 @@ class EnsemblePredictor:
         calibrator=None,
         device=None,
         level: float = 0.9,
+        graph: ReferenceGraph | None = None,
     ) -> None:
+        """``graph``: the reference graph of ``reference`` when the caller has built it already."""
         import torch
 
         self.network = network.eval()
@@ -96,7 +98,7 @@ class EnsemblePredictor:
         self.level = level
         self.device = device or torch.device("cpu")
         self.network.to(self.device)
-        self.graph = reference_graph(reference, normaliser, graph_params, geographic=geographic)
+        self.graph = graph or reference_graph(reference, normaliser, graph_params, geographic=geographic)
         self._labels = torch.as_tensor(normaliser.target(reference_target), dtype=torch.float32)
         self._states = None
 

@@ -31,6 +31,7 @@ class InputSchema:
     elevation: str | None = None  #: feature used by the elevation relation
     slope: str | None = None
     sources: dict[str, str] = field(default_factory=dict)  #: feature -> "field" or "raster" (for messages)
+    rasters: dict[str, str] = field(default_factory=dict)  #: raster feature -> name of its raster
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,7 +51,7 @@ class InputSchema:
         problems = []
         for name in missing:
             if self.sources.get(name) == "raster":
-                problems.append(f"'{name}' (a raster: give it as PATH={name})")
+                problems.append(f"'{name}' (a raster: give it as PATH={self.rasters.get(name, name)})")
             else:
                 problems.append(f"'{name}' (a numeric field of the points)")
         if self.date_field and points.dates is None:
@@ -92,10 +93,15 @@ def available_features(
     *,
     method: str = "bilinear",
     progress: ProgressCallback = silent,
-) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Numeric fields of the points and fields sampled from ``rasters``: ({name: values}, {name: source})."""
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, str]]:
+    """Numeric fields of the points and fields sampled from ``rasters``.
+
+    Returns ``({name: values}, {name: "field" or "raster"}, {raster field: the raster's name})``; a
+    multi-band raster named ``s2`` gives one field per band, each mapped to ``s2``.
+    """
     values: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
+    origins: dict[str, str] = {}
     for column in points.attributes.columns:
         numeric = pd.to_numeric(points.attributes[column], errors="coerce")
         if numeric.notna().any():
@@ -104,7 +110,8 @@ def available_features(
     if rasters:
         # A raster given by name wins over a field of the same name.
         sampled = sample_rasters(points, rasters, method=method, progress=progress)
-        for index, name in enumerate(sampled.names):
+        for index, (name, raster) in enumerate(zip(sampled.names, sampled.raster_names, strict=True)):
             values[name] = sampled.values[:, index].astype(np.float64)
             sources[name] = "raster"
-    return values, sources
+            origins[name] = raster
+    return values, sources, origins

@@ -20,6 +20,13 @@ from soilcarbon_core.errors import InputError
 EARTH_RADIUS_M = 6_371_008.8
 
 
+def unit_vectors(lonlat: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` lon, lat degrees -> ``(n, 3)`` points on the unit sphere."""
+    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
+    cos_lat = np.cos(lat)
+    return np.column_stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)])
+
+
 class SpatialFrame:
     """Converts coordinates to tree points and tree (chord) distances to metres on the ground."""
 
@@ -47,15 +54,13 @@ class SpatialFrame:
             )
         if not self.geographic:
             return np.ascontiguousarray(xy)
-        lon, lat = np.radians(xy[:, 0]), np.radians(xy[:, 1])
         if (np.abs(xy[:, 1]) > 90).any() or (np.abs(xy[:, 0]) > 360).any():
             raise InputError(
                 f"The {what} are not longitudes and latitudes in degrees (|lat| up to 90, |lon| up to 360).",
                 "Pass geographic=False for coordinates in metres of a projected CRS, or reproject to "
                 "EPSG:4326.",
             )
-        cos_lat = np.cos(lat)
-        return EARTH_RADIUS_M * np.column_stack([cos_lat * np.cos(lon), cos_lat * np.sin(lon), np.sin(lat)])
+        return EARTH_RADIUS_M * unit_vectors(xy)
 
     def chord(self, metres: float) -> float:
         """The tree distance of a ground distance in metres (monotonic; arcs beyond pi R clamp to 2R)."""

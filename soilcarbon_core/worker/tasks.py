@@ -202,7 +202,9 @@ def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     }
     model, output = _get(params, "model", str), _get(params, "output", str)
     if "grid" in params:
-        return predict_grid(model, _get(params, "grid", str), output, **common)
+        return predict_grid(
+            model, _get(params, "grid", str), output, plot=_get(params, "plot", str, None), **common
+        )
     path, options = _points(params)
     return predict_points(
         model, path, output, method=_get(params, "method", str, "bilinear"), **common, **options

@@ -91,7 +91,7 @@ def build_untrained_model(members: int = 2, field_covariate: bool = True):
     from soilcarbon_core.uncertainty import SigmaScaling
 
     points = read_points(LA_LIBERTAD_POINTS, crs=LA_LIBERTAD_CRS)
-    values, sources = available_features(points, la_libertad_rasters())
+    values, sources, _ = available_features(points, la_libertad_rasters())
     covariates = ["elevation", "slope", "CO30"] if field_covariate else ["elevation", "slope"]
     schema = InputSchema(
         crs=points.crs.to_wkt(),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from soilcarbon_core.features import NodeTable, Normaliser, decimal_year, unit_vectors
+from soilcarbon_core.features import NodeTable, Normaliser, decimal_year
 from soilcarbon_core.graph import Relation
+from soilcarbon_core.graph.geometry import unit_vectors
 
 
 def _table() -> NodeTable:

@@ -18,7 +18,7 @@ from .conftest import LA_LIBERTAD_CRS, LA_LIBERTAD_POINTS, build_untrained_model
 
 def _predict(model: SoilCarbonModel, n: int = 20):
     points = read_points(LA_LIBERTAD_POINTS, crs=LA_LIBERTAD_CRS)
-    values, _ = available_features(points, la_libertad_rasters())
+    values, _, _ = available_features(points, la_libertad_rasters())
     return model.predictor().predict(model.schema.table(points, values).select(np.arange(n)))
 
 
@@ -82,7 +82,7 @@ def test_missing_parts_and_foreign_files_are_named(tmp_path):
 def test_inputs_missing_a_feature_name_it_and_the_fix():
     model = build_untrained_model()
     points = read_points(LA_LIBERTAD_POINTS, crs=LA_LIBERTAD_CRS)
-    values, _ = available_features(points, la_libertad_rasters()[:2])  # no Landsat bands
+    values, _, _ = available_features(points, la_libertad_rasters()[:2])  # no Landsat bands
     del values["CO30"]
     with pytest.raises(SchemaMismatchError) as caught:
         model.schema.table(points, values)

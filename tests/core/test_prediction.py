@@ -19,7 +19,7 @@ from .conftest import LA_LIBERTAD, LA_LIBERTAD_CRS, LA_LIBERTAD_POINTS, la_liber
 
 def _table(model):
     points = read_points(LA_LIBERTAD_POINTS, crs=LA_LIBERTAD_CRS)
-    values, _ = available_features(points, la_libertad_rasters())
+    values, _, _ = available_features(points, la_libertad_rasters())
     return model.schema.table(points, values)
 
 
@@ -115,7 +115,7 @@ def test_grid_prediction_matches_point_prediction_at_cell_centres(tmp_path, rast
         read_points(LA_LIBERTAD_POINTS, crs=LA_LIBERTAD_CRS).crs,
         pd.DataFrame(index=range(3)),
     )
-    values, _ = available_features(points, la_libertad_rasters(), method="nearest")
+    values, _, _ = available_features(points, la_libertad_rasters(), method="nearest")
     prediction = model.predictor().predict(model.schema.table(points, values))
     np.testing.assert_allclose(band[rows, cols], prediction.mean, rtol=1e-5)
 

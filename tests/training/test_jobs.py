@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from soilcarbon_core.cli import main
+from soilcarbon_core.errors import SchemaMismatchError
 from soilcarbon_core.model import SoilCarbonModel
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "la_libertad"
@@ -138,3 +139,37 @@ def test_evaluate_writes_json_markdown_and_plots(tmp_path):
     assert "calibration.png" in (output / "report.md").read_text()
     for png in ("calibration.png", "intervals.png"):
         assert (output / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_multi_band_imagery_raster_feeds_the_imagery_stream_by_its_name(tmp_path):
+    import rasterio
+
+    from soilcarbon_core.io.rasters import RasterSource
+    from soilcarbon_training.jobs import prepare_data
+
+    stacked = tmp_path / "landsat.tif"
+    bands = [DATA / f"GlobalForestChange2000-2014_first_{b}L00.tif" for b in ("RED", "NIR")]
+    with rasterio.open(bands[0]) as first:
+        profile = {**first.profile, "count": 2, "driver": "GTiff"}
+    with rasterio.open(stacked, "w", **profile) as out:
+        for index, (path, description) in enumerate(zip(bands, ("RED", "NIR"), strict=True), start=1):
+            with rasterio.open(path) as band:
+                out.write(band.read(1), index)
+            out.set_band_description(index, description)
+    data = prepare_data(
+        POINTS,
+        target="COSha30",
+        rasters=[RasterSource(DATA / "SRTMGL1_SRTMGL1.2.sdat", "elevation")],
+        imagery=[RasterSource(stacked, "landsat")],
+        crs="EPSG:32618",
+    )
+    assert data.schema.imagery == ["landsat_RED", "landsat_NIR"]
+    assert data.schema.covariates == ["elevation"]
+    assert data.schema.rasters == {
+        "elevation": "elevation",
+        "landsat_RED": "landsat",
+        "landsat_NIR": "landsat",
+    }
+    assert data.table.imagery.shape == (118, 2)
+    with pytest.raises(SchemaMismatchError, match=r"'landsat_RED' \(a raster: give it as PATH=landsat\)"):
+        data.schema.require({"elevation": data.table.covariates[:, 0]}, data.points)

@@ -9,7 +9,7 @@ import torch
 from soilcarbon_core.graph import GraphParams
 from soilcarbon_training.datasets import load_la_libertad, node_table
 from soilcarbon_training.folds import validation_split
-from soilcarbon_training.jobs import LabelledData, model_config_for
+from soilcarbon_training.jobs import model_config_for
 from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
 
 
@@ -24,7 +24,7 @@ def la_libertad():
 
 
 def _trainer(table, target, members=3, **train):
-    config = model_config_for(LabelledData(None, None, table, target, 0), members, hidden=16)
+    config = model_config_for(table, members, hidden=16)
     settings = {"epochs": 6, "batch_size": 32, "patience": 100, **train}
     return EnsembleTrainer(config, TrainConfig(**settings), GraphParams(k_spatial=6), geographic=False)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soilcarbon_core.graph import GraphParams
+from soilcarbon_core.graph import RELATIONS, GraphParams
 from soilcarbon_core.uncertainty import (
     CALIBRATION_METHODS,
     regression_metrics,
@@ -65,11 +65,8 @@ class _Data:
         }
 
     def config(self, members: int, relations, **overrides):
-        from soilcarbon_training.jobs import LabelledData
-
-        labelled = LabelledData(None, None, self.table, self.target, 0)
-        chosen = ("spatial", "spectral", "elevation") if relations is None else relations
-        return model_config_for(labelled, members, chosen, **overrides)
+        chosen = RELATIONS if relations is None else relations
+        return model_config_for(self.table, members, chosen, **overrides)
 
 
 def _sptgnn(data: _Data, cv: str, folds, members, relations, model_overrides, train_config, graph, threads):

@@ -21,6 +21,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from soilcarbon_core.errors import InputError
+from soilcarbon_core.graph.geometry import SpatialFrame
 
 from .datasets import SoilDataset, feature_matrix
 
@@ -218,16 +219,10 @@ def ordinary_kriging(
 
 def _neighbours(coords_train: np.ndarray, coords_test: np.ndarray, k: int, geographic: bool) -> np.ndarray:
     """``(n_test, k)`` indices of the k nearest training points (on the unit sphere if geographic)."""
-    embed = _unit_vectors if geographic else np.asarray
-    _, idx = cKDTree(embed(coords_train)).query(embed(coords_test), k=k)
+    # Great-circle neighbours as chord neighbours on the sphere, without the antimeridian seam.
+    frame = SpatialFrame(geographic)
+    _, idx = cKDTree(frame.embed(coords_train)).query(frame.embed(coords_test), k=k)
     return np.asarray(idx, dtype=np.int64).reshape(coords_test.shape[0], k)
-
-
-def _unit_vectors(lonlat: np.ndarray) -> np.ndarray:
-    # The chord between unit vectors grows monotonically with the great-circle distance, so the
-    # euclidean k nearest in 3-D are the great-circle k nearest, without the antimeridian seam.
-    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
-    return np.column_stack([np.cos(lon) * np.cos(lat), np.sin(lon) * np.cos(lat), np.sin(lat)])
 
 
 def _distance(p: np.ndarray, q: np.ndarray, geographic: bool) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import GraphParams
 from soilcarbon_core.nn import SpTGNNConfig
-from soilcarbon_core.predictor import Prediction, calibrated_metrics, finish_prediction
+from soilcarbon_core.predictor import calibrated_metrics, finish_prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
 from soilcarbon_core.uncertainty import fit_calibrator, plot_calibration, plot_intervals
 from soilcarbon_training.folds import validation_split
@@ -24,46 +24,17 @@ from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
 
 @dataclass
 class FoldResult:
-    """One fold: test indices, calibrated prediction, timings (s), the members' best epochs, and the
-    uncalibrated member predictions (means, variances) of the test and validation nodes, for studies
-    of calibration methods without retraining."""
+    """One fold: test and validation indices, timings (s), the members' best epochs, and the
+    uncalibrated member predictions (means, variances) of its test and validation nodes, from which
+    :class:`PooledCalibration` fits and applies any calibration method without retraining."""
 
     test: np.ndarray
-    prediction: Prediction
     train_seconds: float
     predict_seconds: float
     best_epoch: list[int]
     test_members: tuple[np.ndarray, np.ndarray]
     validation: np.ndarray
     validation_members: tuple[np.ndarray, np.ndarray]
-
-
-def fit_fold(
-    table: NodeTable,
-    target: np.ndarray,
-    train: np.ndarray,
-    *,
-    geographic: bool,
-    model_config: SpTGNNConfig,
-    train_config: TrainConfig,
-    graph_params: GraphParams,
-    block_size_m: float | None,
-    validation_fraction: float = 0.15,
-    device=None,
-    progress: ProgressCallback = silent,
-):
-    """Train an ensemble on ``train``, carving its own validation part: (trainer, fit result, val indices)."""
-    fit_idx, val_idx = validation_split(
-        train,
-        table.xy,
-        geographic=geographic,
-        block_size_m=block_size_m,
-        fraction=validation_fraction,
-        seed=train_config.seed,
-    )
-    trainer = EnsembleTrainer(model_config, train_config, graph_params, geographic=geographic, device=device)
-    result = trainer.fit(table, target, fit_idx, val_idx, progress=progress)
-    return trainer, result, val_idx
 
 
 def cross_validate(
@@ -76,43 +47,37 @@ def cross_validate(
     train_config: TrainConfig,
     graph_params: GraphParams,
     block_size_m: float | None,
+    validation_fraction: float = 0.15,
     device=None,
     progress: ProgressCallback = silent,
 ) -> list[FoldResult]:
-    """Fit and predict every fold; test points never take part in fitting, validation or calibration."""
+    """Fit and predict every fold; test points never take part in fitting, validation or calibration.
+
+    Each training fold is split into fit / validation (spatial blocks of ``block_size_m``, or random
+    when None); the test points are then queries attached to all of the fold's training points.
+    """
+    trainer = EnsembleTrainer(model_config, train_config, graph_params, geographic=geographic, device=device)
     results = []
     for number, (train, test) in enumerate(folds):
         share = scaled(progress, number / len(folds), (number + 1) / len(folds))
         started = time.perf_counter()
-        trainer, fit, validation = fit_fold(
-            table,
-            target,
+        fit_idx, val_idx = validation_split(
             train,
+            table.xy,
             geographic=geographic,
-            model_config=model_config,
-            train_config=train_config,
-            graph_params=graph_params,
             block_size_m=block_size_m,
-            device=device,
-            progress=scaled(share, 0.0, 0.95),
+            fraction=validation_fraction,
+            seed=train_config.seed,
         )
+        fit = trainer.fit(table, target, fit_idx, val_idx, progress=scaled(share, 0.0, 0.95))
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        predictor = trainer.predictor(
-            fit.network, fit.normaliser, table.select(train), target[train], calibrator=fit.calibrator
-        )
-        means, variances = predictor.member_predictions(table.select(test))
-        prediction = finish_prediction(means, variances, fit.calibrator)
+        predictor = trainer.predictor(fit.network, fit.normaliser, table.select(train), target[train])
+        test_members = predictor.member_predictions(table.select(test))
+        predict_seconds = time.perf_counter() - started
         results.append(
             FoldResult(
-                test,
-                prediction,
-                train_seconds,
-                time.perf_counter() - started,
-                fit.best_epoch,
-                (means, variances),
-                validation,
-                fit.validation,
+                test, train_seconds, predict_seconds, fit.best_epoch, test_members, val_idx, fit.validation
             )
         )
         share(1.0, f"Fold {number + 1}/{len(folds)} done")

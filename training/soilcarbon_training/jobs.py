@@ -19,7 +19,7 @@ from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import RELATIONS, GraphParams
 from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
-from soilcarbon_core.io.rasters import RasterSource, field_name
+from soilcarbon_core.io.rasters import RasterSource
 from soilcarbon_core.model import SoilCarbonModel
 from soilcarbon_core.nn import SpTGNNConfig
 from soilcarbon_core.predictor import calibrated_metrics, finish_prediction
@@ -62,10 +62,12 @@ def prepare_data(
             f"The points have no field '{target}' to learn.",
             f"Choose the target among: {', '.join(map(str, points.attributes.columns))}.",
         )
-    values, sources = available_features(points, [*rasters, *imagery], method=method, progress=progress)
+    values, sources, origins = available_features(
+        points, [*rasters, *imagery], method=method, progress=progress
+    )
+    imagery_rasters = {r.name for r in imagery}
     raster_fields = [n for n in values if sources[n] == "raster"]
-    imagery_names = {field_name(r.name) for r in imagery}
-    imagery_fields = [n for n in raster_fields if n in imagery_names or n.rsplit("_b", 1)[0] in imagery_names]
+    imagery_fields = [n for n in raster_fields if origins[n] in imagery_rasters]
     covariates = [*covariate_fields, *[n for n in raster_fields if n not in imagery_fields]]
     for name in [*covariate_fields, elevation, slope]:
         if name and name not in values:
@@ -87,6 +89,7 @@ def prepare_data(
         elevation=elevation,
         slope=slope,
         sources={name: sources[name] for name in [*covariates, *imagery_fields, elevation, slope] if name},
+        rasters={name: origins[name] for name in raster_fields},
     )
     labels = values.get(target)
     if labels is None:
@@ -113,20 +116,20 @@ def default_block_size(table: NodeTable, geographic: bool) -> float:
 
 
 def model_config_for(
-    data: LabelledData, members: int, relations: tuple[str, ...] = RELATIONS, **overrides
+    table: NodeTable, members: int, relations: tuple[str, ...] = RELATIONS, **overrides
 ) -> SpTGNNConfig:
     """The architecture for these inputs: one stream per kind of input present, the relations they allow."""
-    edge_attributes = {"spatial": 1, "spectral": 2, "elevation": 3 if data.table.slope is not None else 2}
+    edge_attributes = {"spatial": 1, "spectral": 2, "elevation": 3 if table.slope is not None else 2}
     usable = {"spatial"}
-    if data.table.imagery.shape[1] or data.table.covariates.shape[1]:
+    if table.imagery.shape[1] or table.covariates.shape[1]:
         usable.add("spectral")
-    if data.table.elevation is not None:
+    if table.elevation is not None:
         usable.add("elevation")
     return SpTGNNConfig(
         members=members,
-        imagery_features=data.table.imagery.shape[1],
-        covariate_features=data.table.covariates.shape[1],
-        temporal=data.table.decimal_year is not None,
+        imagery_features=table.imagery.shape[1],
+        covariate_features=table.covariates.shape[1],
+        temporal=table.decimal_year is not None,
         relations={r: edge_attributes[r] for r in relations if r in usable},
         **overrides,
     )
@@ -153,7 +156,7 @@ def train_model(
     graph_params = graph_params or GraphParams()
     geographic = data.schema.geographic
     torch_device = resolve_device(device)
-    config = model_config_for(data, members, **(model_overrides or {}))
+    config = model_config_for(data.table, members, **(model_overrides or {}))
     everything = np.arange(len(data.target))
     fit_idx, val_idx = validation_split(
         everything,
@@ -242,7 +245,7 @@ def evaluate_model(
         data.target,
         splits,
         geographic=geographic,
-        model_config=model_config_for(data, members),
+        model_config=model_config_for(data.table, members),
         train_config=train_config,
         graph_params=graph_params,
         block_size_m=block if cv == "spatial" else None,

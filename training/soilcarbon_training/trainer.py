@@ -210,8 +210,8 @@ class EnsembleTrainer:
         best_score = torch.full((members,), float("inf"), device=self.device)
         best_epoch = torch.zeros(members, dtype=torch.long)
         history = []
+        cache = self._encode_all(network, nodes)
         for epoch in range(c.epochs):
-            cache = self._encode_all(network, nodes)
             network.train()
             order = torch.randperm(n, generator=generator).to(self.device)
             losses = []
@@ -223,9 +223,11 @@ class EnsembleTrainer:
                 loss.sum().backward()
                 optimizer.step()
                 losses.append(loss.detach())
-            score = self._validation_nll(
+            score, encoded = self._validation_nll(
                 network, nodes, labels, train_graph, val_nodes, val_edges, val_labels
             )
+            # Validation encoded every training node with the weights the next epoch starts from.
+            cache = None if cache is None else encoded
             improved = score < best_score
             with torch.no_grad():
                 for name, p in network.named_parameters():
@@ -247,7 +249,7 @@ class EnsembleTrainer:
         network.load_state_dict({**network.state_dict(), **best})
         network.eval()
 
-        predictor = self.predictor(network, normaliser, train_table, target[train])
+        predictor = self.predictor(network, normaliser, train_table, target[train], graph=graph)
         means, variances = predictor.member_predictions(val_table)
         raw = finish_prediction(means, variances, None)
         calibrator = fit_calibrator(c.calibration, target[validation], raw.mean, raw.total_sd)
@@ -268,7 +270,9 @@ class EnsembleTrainer:
         reference: NodeTable,
         reference_target: np.ndarray,
         calibrator=None,
+        graph=None,
     ) -> EnsemblePredictor:
+        """A predictor over ``reference``; ``graph``: its reference graph when already built."""
         return EnsemblePredictor(
             network,
             normaliser,
@@ -278,6 +282,7 @@ class EnsembleTrainer:
             geographic=self.geographic,
             calibrator=calibrator,
             device=self.device,
+            graph=graph,
         )
 
     @staticmethod
@@ -317,9 +322,10 @@ class EnsembleTrainer:
     @torch.no_grad()
     def _validation_nll(
         self, network, nodes, labels, graph: _Graph, val_nodes, val_edges, val_labels
-    ) -> torch.Tensor:
-        """Gaussian NLL (normalised units) of the validation nodes as queries, per member (M,)."""
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gaussian NLL (normalised units) of the validation nodes as queries, per member (M,), and
+        the training nodes' fused states (M, N, D) computed on the way."""
         network.eval()
         reference, _ = network.reference_states(nodes, graph.edges, labels)
         output = network.predict_queries(val_nodes, val_edges, reference)
-        return beta_nll(output.mean, output.variance, val_labels, beta=0.0)
+        return beta_nll(output.mean, output.variance, val_labels, beta=0.0), reference.states[0]
