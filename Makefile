@@ -15,14 +15,15 @@ CORE_RUN := PYTHONPATH=$(CURDIR):$(CURDIR)/training $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn lint package lock clean
+.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn bench-imagery lint package lock clean
 
 help:
 	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
 	@echo "make test     set up, then run the core and the plugin test suites"
 	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
-	@echo "make bench    benchmarks (sampling, graph, ensemble, training step), figures in training/reports/"
+	@echo "make bench    benchmarks (sampling, graph, ensemble, training step, imagery), figures in training/reports/"
 	@echo "make bench-sptgnn  SpTGNN vs XGBoost / RF / kriging + ablations (about an hour)"
+	@echo "make bench-imagery mean vs attention pooling, fine-tuning modes of the imagery stream"
 	@echo "make lint     ruff"
 	@echo "make package  the plugin zip in dist/"
 	@echo "core env: $(CORE_ENV)"
@@ -47,22 +48,26 @@ core-command: $(CORE_ENV)/.ready
 setup: system $(CORE_ENV)/.ready $(QGIS_ENV)/.ready core-command
 
 # The demo: train a 5-member SpTGNN ensemble on the 118 La Libertad SOC stocks (terrain covariates,
-# Landsat bands as the imagery stream), then predict with uncertainty at the points and on the 30 m grid.
+# Landsat bands and 320 m DEM chips as the imagery stream: TerraMind embeddings when its weights are in
+# ~/.cache/soilcarbon/terramind, chip statistics otherwise), then predict with uncertainty at the points
+# and on the 30 m grid.
 LL := data/la_libertad
 DEMO_TERRAIN := --raster $(LL)/SRTMGL1_SRTMGL1.2.sdat=elevation \
   $(foreach g,slope twi vbf cprof devmean openn openp vdepth,--raster $(LL)/SRTMGL1_SRTMGL1.2_$(g).sdat=$(g))
 DEMO_LANDSAT = $(foreach b,RED NIR SW1 SW2,--$(1) $(LL)/GlobalForestChange2000-2014_first_$(b)L00.tif=landsat_$(b))
+DEMO_CHIPS := --dem $(LL)/SRTMGL1_SRTMGL1.2.sdat
 DEMO_MODEL := $(OUT)/demo_model.zip
 
 demo: setup
 	@mkdir -p $(OUT)
 	$(CORE_RUN) -m soilcarbon_core train $(LL)/COSha30.csv --crs EPSG:32618 --target COSha30 --unit t/ha \
-	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,imagery) --elevation elevation --slope slope \
-	  --members 5 --device auto -o $(DEMO_MODEL)
+	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,imagery) $(DEMO_CHIPS) --chip-size 32 --elevation elevation \
+	  --slope slope --members 5 --device auto -o $(DEMO_MODEL)
 	$(CORE_RUN) -m soilcarbon_core predict $(DEMO_MODEL) $(LL)/COSha30.csv --crs EPSG:32618 \
-	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) -o $(OUT)/demo_soc_points.gpkg
+	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) $(DEMO_CHIPS) -o $(OUT)/demo_soc_points.gpkg
 	$(CORE_RUN) -m soilcarbon_core predict $(DEMO_MODEL) --grid $(LL)/SRTMGL1_SRTMGL1.2.sdat \
-	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) -o $(OUT)/demo_soc_map.tif --plot $(OUT)/demo_soc_map.png
+	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) $(DEMO_CHIPS) -o $(OUT)/demo_soc_map.tif \
+	  --plot $(OUT)/demo_soc_map.png
 
 test: setup test-core test-plugin
 
@@ -79,6 +84,11 @@ bench: setup
 	$(CORE_RUN) training/benchmarks/graph.py --threads 2 --out training/reports/bench_graph.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/ensemble.py --threads 2 --repeats 5 --out training/reports/bench_ensemble.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/training_step.py --threads 2 --out training/reports/bench_training_step.md
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery.py --threads 2 --out training/reports/bench_imagery.md
+
+# Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 15 minutes on 2 cores).
+bench-imagery: setup
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery_pooling.py --out training/reports/bench_imagery_pooling.md
 
 # SpTGNN against XGBoost, random forest and kriging, plus ablations (about an hour on 2 cores).
 bench-sptgnn: setup

@@ -96,6 +96,9 @@ def _training_inputs(args: argparse.Namespace):
         elevation=args.elevation,
         slope=args.slope,
         method=args.method,
+        imagery_inputs=_imagery_inputs(args),
+        imagery_settings=_imagery_settings(args),
+        device=args.device,
         **_read_options(args),
     )
 
@@ -145,6 +148,7 @@ def _train(args: argparse.Namespace) -> int:
         f"{', '.join(summary['relations'])}, {summary['seconds']} s on {summary['device']}.\n"
         f"  validation: R2 {v['r2']:.3f}, RMSE {v['rmse']:.4g}, PICP90 {v['picp90']:.2f}, ECE {v['ece']:.3f}"
     )
+    _print_imagery(summary.get("imagery"))
     return 0
 
 
@@ -171,6 +175,7 @@ def _predict(args: argparse.Namespace) -> int:
     bar, progress = _progress_bar("Predicting")
     common = {
         "rasters": _rasters(args.raster),
+        "imagery": _imagery_inputs(args),
         "date": args.date,
         "device": args.device,
         "progress": progress,
@@ -188,6 +193,7 @@ def _predict(args: argparse.Namespace) -> int:
     )
     if summary.get("plot"):
         print(f"Map: {summary['plot']}")
+    _print_imagery(summary.get("imagery"))
     return 0
 
 
@@ -256,6 +262,74 @@ def _add_point_options(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--method", choices=("nearest", "bilinear"), default="bilinear")
     command.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu or cuda")
+    _add_imagery_options(command)
+
+
+def _add_imagery_options(command: argparse.ArgumentParser) -> None:
+    group = command.add_argument_group(
+        "imagery chips",
+        "Chips around each point from Sentinel-2, Sentinel-1 and a DEM (any CRS, warped on the fly) feed the "
+        "imagery stream: TerraMind embeddings with local weights, or chip statistics without them.",
+    )
+    band_help = "a {} raster (repeatable); BANDS names its bands in order (default: from the file)"
+    group.add_argument("--s2", action="append", metavar="PATH[=BANDS]", help=band_help.format("Sentinel-2"))
+    group.add_argument("--s2-level", choices=("L2A", "L1C"), default="L2A", help="Sentinel-2 product level")
+    group.add_argument(
+        "--s1", action="append", metavar="PATH[=VV,VH]", help=band_help.format("Sentinel-1 GRD")
+    )
+    group.add_argument(
+        "--s1-units", choices=("auto", "db", "linear"), default="auto", help="auto: linear if no value is < 0"
+    )
+    group.add_argument("--dem", action="append", metavar="PATH", help="a DEM raster in metres")
+    group.add_argument(
+        "--terramind-weights",
+        metavar="PATH",
+        help="local TerraMind weights (.pt or .safetensors; default: the file in $SOILCARBON_TERRAMIND_DIR)",
+    )
+    group.add_argument("--embedding-cache", metavar="DIR", help="embedding cache folder")
+    group.add_argument("--no-embedding-cache", action="store_true", help="do not read or write the cache")
+
+
+def _imagery_inputs(args: argparse.Namespace):
+    from soilcarbon_core.imagery import default_inputs
+
+    return default_inputs(
+        {
+            "s2": args.s2 or [],
+            "s2_level": args.s2_level,
+            "s1": args.s1 or [],
+            "s1_units": args.s1_units,
+            "dem": args.dem or [],
+            "weights": args.terramind_weights,
+            "cache_dir": args.embedding_cache,
+            "cache": not args.no_embedding_cache,
+        }
+    )
+
+
+def _imagery_settings(args: argparse.Namespace):
+    from soilcarbon_core.imagery import ImagerySettings
+
+    return ImagerySettings(
+        backbone=args.backbone,
+        chip_size=args.chip_size,
+        pooling=args.pooling,
+        finetune=args.finetune,
+        blocks=args.finetune_blocks,
+    )
+
+
+def _print_imagery(report: dict | None) -> None:
+    if not report:
+        return
+    masked = ", ".join(f"{name} {count}" for name, count in report["masked"].items())
+    print(
+        f"  imagery: {report['backbone']}, {report['points']} points ({report['cache_hits']} cached), "
+        f"{report['incomplete']} without a usable chip of some modality (mostly nodata or outside)"
+        + (f"; masked among the {report['encoded']} cut now: {masked}" if report["encoded"] else "")
+    )
+    for note in report["notes"]:
+        print(f"  imagery: {note}")
 
 
 def _add_training_options(command: argparse.ArgumentParser) -> None:
@@ -288,6 +362,22 @@ def _add_training_options(command: argparse.ArgumentParser) -> None:
         default="isotonic",
     )
     command.add_argument("--seed", type=int, default=0)
+    group = command.add_argument_group("imagery model")
+    group.add_argument(
+        "--backbone",
+        choices=("auto", "none", "terramind_v1_tiny", "terramind_v1_small", "terramind_v1_base"),
+        default="auto",
+        help="auto: TerraMind tiny when its weights are found, else chip statistics; none: chip statistics",
+    )
+    group.add_argument("--chip-size", type=int, default=64, help="chip side in 10 m cells, a multiple of 16")
+    group.add_argument("--pooling", choices=("mean", "attention"), default="mean", help="token pooling")
+    group.add_argument(
+        "--finetune",
+        choices=("frozen", "last_n", "lora"),
+        default="frozen",
+        help="frozen backbone, last N blocks trained, or low-rank adapters on the last N blocks",
+    )
+    group.add_argument("--finetune-blocks", type=int, default=2, help="N for --finetune last_n / lora")
 
 
 def _add_model_commands(commands) -> None:

@@ -22,6 +22,8 @@ from soilcarbon_core.uncertainty import calibrator_from_dict
 
 WEIGHTS = "weights.safetensors"
 REFERENCE = "reference.safetensors"
+#: The fine-tuned TerraMind head of the imagery stream (shared by all members), when there is one.
+BACKBONE = "backbone.safetensors"
 _TABLE_FIELDS = ("lonlat", "xy", "covariates", "imagery", "decimal_year", "elevation", "slope")
 
 
@@ -51,6 +53,7 @@ class SoilCarbonModel:
     reference: NodeTable
     reference_target: np.ndarray
     calibrator: object = None
+    backbone: dict | None = None  #: fine-tuned imagery head tensors (soilcarbon_core.imagery.head)
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
 
@@ -92,7 +95,10 @@ class SoilCarbonModel:
             if (value := getattr(self.reference, name)) is not None
         }
         table["target"] = torch.tensor(np.asarray(self.reference_target, dtype=np.float64))
-        return save_model_files(path, self.manifest(), {WEIGHTS: self.network.state_dict(), REFERENCE: table})
+        files = {WEIGHTS: self.network.state_dict(), REFERENCE: table}
+        if self.backbone is not None:
+            files[BACKBONE] = self.backbone
+        return save_model_files(path, self.manifest(), files)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SoilCarbonModel:
@@ -116,6 +122,7 @@ class SoilCarbonModel:
                 calibrator=None
                 if manifest["calibration"] is None
                 else calibrator_from_dict(manifest["calibration"]),
+                backbone=tensors.get(BACKBONE),
                 training=manifest.get("training", {}),
                 metrics=manifest.get("metrics", {}),
             )

@@ -16,6 +16,8 @@ import pandas as pd
 
 from soilcarbon_core.device import resolve_device
 from soilcarbon_core.errors import SchemaMismatchError
+from soilcarbon_core.imagery.inputs import ImageryInputs, chip_features
+from soilcarbon_core.imagery.stream import ImagerySettings
 from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
 from soilcarbon_core.io.rasters import RasterSource
@@ -35,11 +37,36 @@ def _with_date(points: SamplePoints, date: str | None) -> SamplePoints:
     return dataclasses.replace(points, dates=np.full(len(points), np.datetime64(date, "D")))
 
 
+def imagery_encoder(model: SoilCarbonModel, imagery: ImageryInputs | None, device: str):
+    """The model's imagery encoder over the given imagery rasters (None for a model without chips)."""
+    if model.schema.chips is None:
+        return None
+    settings = ImagerySettings.from_dict(model.schema.chips)
+    if imagery is None or not imagery.given:
+        bands = "; ".join(f"{m}: {', '.join(b)}" for m, b in settings.modalities.items())
+        raise SchemaMismatchError(
+            f"The model's imagery stream reads image chips ({bands}) and no imagery raster was given.",
+            "Give the same imagery as at training (--s2 / --s1 / --dem, or the dock's imagery rasters).",
+        )
+    return imagery.encoder(settings, head_state=model.backbone, device=device)
+
+
 def _predict_valid(
-    model: SoilCarbonModel, predictor, points: SamplePoints, rasters, method: str, progress: ProgressCallback
+    model: SoilCarbonModel,
+    predictor,
+    points: SamplePoints,
+    rasters,
+    method: str,
+    progress: ProgressCallback,
+    encoder=None,
 ) -> tuple[Prediction, np.ndarray]:
-    """Predict points whose needed features are all known; the others get NaN. Returns (prediction, valid)."""
-    available, _, _ = available_features(points, rasters, method=method, progress=scaled(progress, 0.0, 0.3))
+    """Predict points whose needed features are all known; the others get NaN. Returns (prediction, valid).
+
+    Imagery chips (``encoder``) that are masked do not stop a prediction: the stream's mask token
+    stands in, as in training."""
+    available, _, _ = available_features(points, rasters, method=method, progress=scaled(progress, 0.0, 0.2))
+    if encoder is not None:
+        available.update(chip_features(points.lonlat(), encoder, scaled(progress, 0.2, 0.3)))
     table = model.schema.table(points, available)
     # Outside a raster or on its nodata there is no prediction; a missing field value is handled by
     # the model (missing-value flags), as in training.
@@ -63,6 +90,7 @@ def predict_points(
     output: str | os.PathLike[str],
     *,
     rasters: list[RasterSource] = (),
+    imagery: ImageryInputs | None = None,
     method: str = "bilinear",
     date: str | None = None,
     device: str = "auto",
@@ -78,8 +106,9 @@ def predict_points(
         points = read_points(points, **read_options)  # type: ignore[arg-type]
     points = _with_date(points, date)
     predictor = model.predictor(resolve_device(device))
+    encoder = imagery_encoder(model, imagery, str(predictor.device))
     prediction, valid = _predict_valid(
-        model, predictor, points, list(rasters), method, scaled(progress, 0.02, 0.9)
+        model, predictor, points, list(rasters), method, scaled(progress, 0.02, 0.9), encoder
     )
     write_points_gpkg(output, points, prediction.columns(), progress=scaled(progress, 0.9, 1.0))
     return {
@@ -91,6 +120,7 @@ def predict_points(
         "n_points": len(points),
         "n_predicted": int(valid.sum()),
         "device": str(predictor.device),
+        "imagery": None if encoder is None else encoder.report.to_dict(),
     }
 
 
@@ -100,6 +130,7 @@ def predict_grid(
     output: str | os.PathLike[str],
     *,
     rasters: list[RasterSource] = (),
+    imagery: ImageryInputs | None = None,
     date: str | None = None,
     device: str = "auto",
     rows_per_block: int = 256,
@@ -117,7 +148,9 @@ def predict_grid(
 
     progress(0.0, "Loading the model")
     model = SoilCarbonModel.load(model_path)
-    fields = [name for name in model.schema.features if model.schema.sources.get(name) != "raster"]
+    fields = [
+        name for name in model.schema.features if model.schema.sources.get(name) not in ("raster", "chips")
+    ]
     if fields:
         raise SchemaMismatchError(
             f"The model takes {', '.join(map(repr, fields))} from fields of the points; a map needs every "
@@ -125,6 +158,7 @@ def predict_grid(
             "Predict at points instead, or train a model whose covariates are all rasters.",
         )
     predictor = model.predictor(resolve_device(device))
+    encoder = imagery_encoder(model, imagery, str(predictor.device))
     with rasterio.open(template) as grid:
         profile = grid.profile
         height, width, transform, crs = grid.height, grid.width, grid.transform, grid.crs
@@ -151,7 +185,7 @@ def predict_grid(
                 np.asarray(xs), np.asarray(ys), crs, pd.DataFrame(index=range(rows * width)), source="grid"
             )
             prediction, valid = _predict_valid(
-                model, predictor, _with_date(points, date), list(rasters), "nearest", block
+                model, predictor, _with_date(points, date), list(rasters), "nearest", block, encoder
             )
             n_predicted += int(valid.sum())
             values = np.stack([np.where(valid, v, NODATA) for v in prediction.columns().values()])
@@ -172,6 +206,7 @@ def predict_grid(
         "n_cells": height * width,
         "n_predicted": n_predicted,
         "device": str(predictor.device),
+        "imagery": None if encoder is None else encoder.report.to_dict(),
     }
 
 

@@ -32,6 +32,8 @@ class InputSchema:
     slope: str | None = None
     sources: dict[str, str] = field(default_factory=dict)  #: feature -> "field" or "raster" (for messages)
     rasters: dict[str, str] = field(default_factory=dict)  #: raster feature -> name of its raster
+    #: ImagerySettings of the imagery stream's chip features (source "chips"), None without chips
+    chips: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +51,12 @@ class InputSchema:
         """Raise :class:`SchemaMismatchError` naming every feature (and the date) the inputs lack."""
         missing = [name for name in self.features if name not in available]
         problems = []
+        if any(self.sources.get(name) == "chips" for name in missing):
+            modalities = ", ".join(self.chips["modalities"]) if self.chips else "imagery"
+            problems.append(f"imagery chips of {modalities} (give those rasters: --s2 / --s1 / --dem)")
         for name in missing:
+            if self.sources.get(name) == "chips":
+                continue
             if self.sources.get(name) == "raster":
                 problems.append(f"'{name}' (a raster: give it as PATH={self.rasters.get(name, name)})")
             else:
@@ -68,7 +75,6 @@ class InputSchema:
         from rasterio.warp import transform
 
         self.require(available, points)
-        lon, lat = transform(points.crs, CRS.from_epsg(4326), points.x, points.y)
         x, y = transform(points.crs, CRS.from_wkt(self.crs), points.x, points.y)
 
         def stack(names: list[str]) -> np.ndarray:
@@ -77,7 +83,7 @@ class InputSchema:
             return np.column_stack([np.asarray(available[n], dtype=np.float64) for n in names])
 
         return NodeTable(
-            lonlat=np.column_stack([lon, lat]),
+            lonlat=points.lonlat(),
             xy=np.column_stack([x, y]),
             covariates=stack(self.covariates),
             imagery=stack(self.imagery),

@@ -1,5 +1,6 @@
 """Processing algorithms, one per file."""
 
+from .imagery_features import ImageryFeaturesAlgorithm
 from .sample_covariates import SampleCovariatesAlgorithm
 
-ALGORITHMS = [SampleCovariatesAlgorithm]
+ALGORITHMS = [SampleCovariatesAlgorithm, ImageryFeaturesAlgorithm]

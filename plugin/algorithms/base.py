@@ -1,7 +1,9 @@
-"""The typed base of every Soil carbon algorithm: worker calls, error mapping, point export."""
+"""The typed base of every Soil carbon algorithm: worker calls, error mapping, point export, raster
+files, and joining the worker's fields back to the source features."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +12,20 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
+    QgsMapLayer,
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeatureSource,
     QgsProcessingFeedback,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingUtils,
+    QgsProviderRegistry,
+    QgsRasterLayer,
     QgsVectorFileWriter,
+    QgsVectorLayer,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QCoreApplication, QVariant
@@ -33,6 +42,12 @@ JOIN_FIELD = "sc_fid"
 class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
     """Subclasses define ``name``, ``displayName``, ``shortHelpString``, parameters and processing."""
 
+    #: The sample points (input) and the points with the worker's fields (output), for algorithms with them.
+    INPUT = "INPUT"
+    OUTPUT = "OUTPUT"
+    #: Raster parameters (single or multiple layers) whose file paths :meth:`checkParameterValues` checks.
+    RASTER_PARAMETERS: tuple[str, ...] = ()
+
     def createInstance(self) -> SoilCarbonAlgorithm:
         return type(self)()
 
@@ -47,6 +62,49 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate(type(self).__name__, text)
+
+    def add_points_input(self) -> None:
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.INPUT, self.tr("Sample points"), [QgsProcessing.TypeVectorPoint]
+            )
+        )
+
+    def add_points_output(self, description: str) -> None:
+        self.addParameter(
+            QgsProcessingParameterFeatureSink(self.OUTPUT, description, QgsProcessing.TypeVectorPoint)
+        )
+
+    def points_source(self, parameters: dict[str, Any], context: QgsProcessingContext):
+        """The INPUT points (only the selected ones with 'Selected features only')."""
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
+        return source
+
+    def checkParameterValues(self, parameters, context):
+        # Runs before Processing's generic check, whose message would only say "Incorrect parameter value".
+        for name in self.RASTER_PARAMETERS:
+            raw = parameters.get(name) or []
+            for value in raw if isinstance(raw, list) else [raw]:
+                if isinstance(value, str) and QgsProcessingUtils.mapLayerFromString(value, context) is None:
+                    return False, self.tr(
+                        "The raster '{0}' does not exist or cannot be read as a raster."
+                    ).format(value)
+        return super().checkParameterValues(parameters, context)
+
+    def raster_path(self, layer: QgsMapLayer) -> str:
+        """The file behind a raster layer (the worker reads files), or an error saying how to get one."""
+        if not isinstance(layer, QgsRasterLayer) or layer.providerType() != "gdal":
+            raise QgsProcessingException(
+                self.tr("'{0}' is not a file raster; save it as GeoTIFF first.").format(layer.name())
+            )
+        path = QgsProviderRegistry.instance().decodeUri("gdal", layer.source()).get("path") or layer.source()
+        if not os.path.exists(path):
+            raise QgsProcessingException(
+                self.tr("The raster '{0}' ({1}) does not exist.").format(layer.name(), path)
+            )
+        return path
 
     def run_worker(
         self,
@@ -122,3 +180,65 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
     def remove_output(dest_id: str) -> None:
         """Delete a file output (with its sidecars) that a cancelled run had started."""
         remove_with_sidecars(Path(dest_id.split("|")[0]))
+
+    def write_joined(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        source: QgsProcessingFeatureSource,
+        worker_outputs: dict[str, Any],
+        extra_fields: tuple[QgsField, ...] = (),
+    ) -> str:
+        """Write OUTPUT: every source feature with its attributes, then the worker's fields.
+
+        The worker's result names its ``output`` file and ``layer``, its numeric ``fields`` (written as
+        doubles), its ``valid_field`` (0/1) and, in ``extra_fields``, any more. Their values are matched
+        to the source features on :data:`JOIN_FIELD` (the feature id that :meth:`export_points` wrote).
+        Progress 90-100. Returns the sink's destination id.
+        """
+        new_fields = QgsFields()
+        for name in worker_outputs["fields"]:
+            new_fields.append(QgsField(name, QVariant.Double))
+        new_fields.append(QgsField(worker_outputs["valid_field"], QVariant.Int))
+        for field in extra_fields:
+            new_fields.append(field)
+        clashes = [name for name in new_fields.names() if source.fields().lookupField(name) >= 0]
+        if clashes:
+            raise QgsProcessingException(
+                self.tr(
+                    "The points layer already has the field(s) {0}. Rename or delete them (or run on the "
+                    "original points rather than on an earlier output)."
+                ).format(", ".join(clashes))
+            )
+        joined = QgsVectorLayer(
+            f"{worker_outputs['output']}|layername={worker_outputs['layer']}", "worker output", "ogr"
+        )
+        if not joined.isValid():
+            raise QgsProcessingException(
+                self.tr("The worker's output cannot be read: {0}").format(worker_outputs["output"])
+            )
+        names = new_fields.names()
+        values = {feature[JOIN_FIELD]: [feature[name] for name in names] for feature in joined.getFeatures()}
+        del joined  # release the GeoPackage
+
+        fields = QgsFields(source.fields())
+        for field in new_fields:
+            fields.append(field)
+        sink, dest_id = self.parameterAsSink(
+            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+        )
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        total = max(len(values), 1)
+        for index, feature in enumerate(source.getFeatures()):
+            if feedback.isCanceled():
+                del sink
+                self.remove_output(dest_id)
+                raise QgsProcessingException(self.tr("Cancelled; no output was written."))
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            out.setAttributes(feature.attributes() + values[feature.id()])
+            sink.addFeature(out, QgsFeatureSink.FastInsert)
+            feedback.setProgress(90.0 + 10.0 * index / total)
+        return dest_id

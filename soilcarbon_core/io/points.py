@@ -61,6 +61,13 @@ class SamplePoints:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def lonlat(self) -> np.ndarray:
+        """``(n, 2)`` WGS 84 longitude and latitude."""
+        from rasterio.warp import transform
+
+        lon, lat = transform(self.crs, CRS.from_epsg(4326), self.x, self.y)
+        return np.column_stack([lon, lat])
+
 
 def parse_crs(value: str | CRS, what: str) -> CRS:
     """Parse a user-given CRS ('EPSG:4326', WKT, PROJ string), naming ``what`` on failure."""

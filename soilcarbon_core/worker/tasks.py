@@ -113,6 +113,26 @@ def _raster_list(params: dict[str, Any], key: str) -> list:
     return rasters
 
 
+def _imagery(params: dict[str, Any]):
+    """``chips``: {s2: [paths or "PATH=BANDS"], s2_level, s1, s1_units, dem, weights, cache_dir, cache}."""
+    from soilcarbon_core.imagery import default_inputs
+
+    try:
+        return default_inputs(_get(params, "chips", dict, {}))
+    except TypeError as err:
+        raise BadRequest(f"The parameter 'chips' is malformed: {err}.") from err
+
+
+def _imagery_settings(params: dict[str, Any]):
+    """``chip_settings``: backbone, chip_size, pooling, finetune, blocks, ... (ImagerySettings)."""
+    from soilcarbon_core.imagery import ImagerySettings
+
+    try:
+        return ImagerySettings.from_dict(_get(params, "chip_settings", dict, {}))
+    except TypeError as err:
+        raise BadRequest(f"The parameter 'chip_settings' is malformed: {err}.") from err
+
+
 def _points(params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     points = _get(params, "points", (str, dict))
     points = {"path": points} if isinstance(points, str) else dict(points)
@@ -136,6 +156,9 @@ def _training_data(params: dict[str, Any], context: TaskContext):
         elevation=_get(params, "elevation", str, None),
         slope=_get(params, "slope", str, None),
         method=_get(params, "method", str, "bilinear"),
+        imagery_inputs=_imagery(params),
+        imagery_settings=_imagery_settings(params),
+        device=_get(params, "device", str, "auto"),
         progress=scaled(context.progress, 0.0, 0.05),
         **options,
     )
@@ -196,6 +219,7 @@ def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
 
     common = {
         "rasters": _raster_list(params, "rasters"),
+        "imagery": _imagery(params),
         "date": _get(params, "date", str, None),
         "device": _get(params, "device", str, "auto"),
         "progress": context.progress,
@@ -211,10 +235,30 @@ def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     )
 
 
+def imagery_features(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Imagery-stream features (TerraMind embeddings or chip statistics) at points, to a GeoPackage."""
+    from soilcarbon_core.imagery.export import export_imagery_features
+
+    path, options = _points(params)
+    chips = _imagery(params)
+    if chips is None:
+        raise BadRequest("The parameter 'chips' names no raster (s2, s1 or dem).")
+    return export_imagery_features(
+        path,
+        _get(params, "output", str),
+        chips,
+        _imagery_settings(params),
+        device=_get(params, "device", str, "auto"),
+        progress=context.progress,
+        **options,
+    )
+
+
 TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
     "environment": environment,
     "sample_covariates": sample_covariates,
     "train": train,
     "evaluate": evaluate,
     "predict": predict,
+    "imagery_features": imagery_features,
 }

@@ -18,7 +18,7 @@ HUNTER = DATA / "hunter_valley"
 HUNTER_RASTERS = {name: HUNTER / f"hunterCovariates_sub_{name}.tif" for name in ("Elevation", "NDVI", "TWI")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not session: test_plugin.py registers the provider itself
 def provider(qgis_app, qgis_processing):
     from qgis.core import QgsApplication
 

@@ -8,6 +8,7 @@ queries attached to all of the fold's training points, exactly as new places are
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,7 @@ def cross_validate(
     graph_params: GraphParams,
     block_size_m: float | None,
     validation_fraction: float = 0.15,
+    fold_table: Callable[[np.ndarray, np.ndarray], NodeTable] | None = None,
     device=None,
     progress: ProgressCallback = silent,
 ) -> list[FoldResult]:
@@ -55,6 +57,8 @@ def cross_validate(
 
     Each training fold is split into fit / validation (spatial blocks of ``block_size_m``, or random
     when None); the test points are then queries attached to all of the fold's training points.
+    ``fold_table(fit_idx, val_idx)``, when given, makes each fold's table from its own fit and validation
+    samples (a fine-tuned imagery head).
     """
     trainer = EnsembleTrainer(model_config, train_config, graph_params, geographic=geographic, device=device)
     results = []
@@ -69,6 +73,7 @@ def cross_validate(
             fraction=validation_fraction,
             seed=train_config.seed,
         )
+        table = fold_table(fit_idx, val_idx) if fold_table is not None else table
         fit = trainer.fit(table, target, fit_idx, val_idx, progress=scaled(share, 0.0, 0.95))
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()

@@ -6,6 +6,7 @@ Inputs are named features: numeric fields of the points and bands sampled from r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from soilcarbon_core.device import resolve_device
 from soilcarbon_core.errors import InputError
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import RELATIONS, GraphParams
+from soilcarbon_core.imagery import ImageryEncoder, ImageryInputs, ImagerySettings, chip_features
 from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
 from soilcarbon_core.io.rasters import RasterSource
@@ -26,19 +28,25 @@ from soilcarbon_core.predictor import calibrated_metrics, finish_prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
 from soilcarbon_core.schema import InputSchema, available_features
 from soilcarbon_training.crossval import PooledCalibration, cross_validate
+from soilcarbon_training.finetune import fine_tune_head
 from soilcarbon_training.folds import random_folds, spatial_block_folds, validation_split
 from soilcarbon_training.trainer import EnsembleTrainer, TrainConfig
 
 
 @dataclass
 class LabelledData:
-    """Labelled samples ready for training: points, schema, node table and target values."""
+    """Labelled samples ready for training: points, schema, node table and target values.
+
+    ``encoder``: the imagery stream's chip encoder when imagery rasters are given; its features are
+    added by :func:`with_chip_features` (after fine-tuning its head on the fit samples when it has one).
+    """
 
     points: SamplePoints
     schema: InputSchema
     table: NodeTable
     target: np.ndarray
     n_dropped: int
+    encoder: ImageryEncoder | None = None
 
 
 def prepare_data(
@@ -51,10 +59,17 @@ def prepare_data(
     elevation: str | None = None,
     slope: str | None = None,
     method: str = "bilinear",
+    imagery_inputs: ImageryInputs | None = None,
+    imagery_settings: ImagerySettings | None = None,
+    device: str = "auto",
     progress: ProgressCallback = silent,
     **read_options,
 ) -> LabelledData:
-    """Read points, sample rasters, and keep the samples with a numeric target."""
+    """Read points, sample rasters, and keep the samples with a numeric target.
+
+    With ``imagery_inputs``, chips of those rasters feed the imagery stream (``imagery_settings``:
+    backbone, chip size, pooling, fine-tuning); see :mod:`soilcarbon_core.imagery`.
+    """
     if not isinstance(points, SamplePoints):
         points = read_points(points, **read_options)
     if target not in points.attributes.columns:
@@ -103,7 +118,42 @@ def prepare_data(
             "Choose a layer with more labelled samples.",
         )
     table = schema.table(points, values).select(np.flatnonzero(keep))
-    return LabelledData(points, schema, table, labels[keep], int((~keep).sum()))
+    encoder = None
+    if imagery_inputs is not None and imagery_inputs.given:
+        encoder = imagery_inputs.encoder(
+            imagery_settings or ImagerySettings(), device=str(resolve_device(device))
+        )
+    return LabelledData(points, schema, table, labels[keep], int((~keep).sum()), encoder)
+
+
+def with_chip_features(
+    data: LabelledData,
+    fit_idx: np.ndarray | None = None,
+    val_idx: np.ndarray | None = None,
+    *,
+    progress: ProgressCallback = silent,
+) -> LabelledData:
+    """``data`` with the imagery encoder's features appended to the imagery stream.
+
+    A head with trainable parts is first fine-tuned on ``fit_idx`` (early stopping on ``val_idx``).
+    """
+    encoder = data.encoder
+    if encoder is None:
+        return data
+    if encoder.settings.trains_head:
+        if fit_idx is None or val_idx is None:
+            raise ValueError("fine-tuning needs the fit and validation samples")
+        fine_tune_head(encoder, data.table, data.target, fit_idx, val_idx, progress=scaled(progress, 0, 0.8))
+    features = chip_features(data.table.lonlat, encoder, scaled(progress, 0.8, 1.0))
+    names = list(features)
+    table = dataclasses.replace(data.table, imagery=np.column_stack([data.table.imagery, *features.values()]))
+    schema = dataclasses.replace(
+        data.schema,
+        imagery=[*data.schema.imagery, *names],
+        sources={**data.schema.sources, **dict.fromkeys(names, "chips")},
+        chips=encoder.settings.to_dict(),
+    )
+    return dataclasses.replace(data, schema=schema, table=table)
 
 
 def default_block_size(table: NodeTable, geographic: bool) -> float:
@@ -156,7 +206,6 @@ def train_model(
     graph_params = graph_params or GraphParams()
     geographic = data.schema.geographic
     torch_device = resolve_device(device)
-    config = model_config_for(data.table, members, **(model_overrides or {}))
     everything = np.arange(len(data.target))
     fit_idx, val_idx = validation_split(
         everything,
@@ -165,8 +214,13 @@ def train_model(
         block_size_m=default_block_size(data.table, geographic),
         seed=train_config.seed,
     )
+    data = with_chip_features(data, fit_idx, val_idx, progress=scaled(progress, 0.0, 0.1))
+    backbone = data.encoder.head_state() if data.encoder is not None else None
+    if backbone is not None:
+        data.schema.chips = data.encoder.settings.to_dict()
+    config = model_config_for(data.table, members, **(model_overrides or {}))
     trainer = EnsembleTrainer(config, train_config, graph_params, geographic=geographic, device=torch_device)
-    fit = trainer.fit(data.table, data.target, fit_idx, val_idx, progress=scaled(progress, 0.0, 0.9))
+    fit = trainer.fit(data.table, data.target, fit_idx, val_idx, progress=scaled(progress, 0.1, 0.9))
     raw = finish_prediction(*fit.validation, None)
     calibrated = finish_prediction(*fit.validation, fit.calibrator)
     metrics = calibrated_metrics(
@@ -182,6 +236,7 @@ def train_model(
         reference=data.table,
         reference_target=data.target,
         calibrator=fit.calibrator,
+        backbone=backbone,
         training={
             "samples": len(data.target),
             "dropped_without_target": data.n_dropped,
@@ -195,6 +250,7 @@ def train_model(
             "seconds": round(fit.seconds, 1),
             "device": str(torch_device),
             "source": data.points.source,
+            "imagery": None if data.encoder is None else data.encoder.report.to_dict(),
         },
         metrics={"validation": metrics},
     )
@@ -211,6 +267,7 @@ def train_model(
         "validation": metrics,
         "seconds": round(fit.seconds, 1),
         "device": str(torch_device),
+        "imagery": None if data.encoder is None else data.encoder.report.to_dict(),
     }
 
 
@@ -240,17 +297,29 @@ def evaluate_model(
         splits = random_folds(len(data.target), folds, seed=train_config.seed)
     else:
         raise InputError(f"Unknown cross-validation '{cv}'.", "Use 'spatial' or 'random'.")
+    fold_table = None
+    if data.encoder is not None and data.encoder.settings.trains_head:
+        # Each fold fine-tunes its own head on its own training samples (no test sample leaks in).
+        def fold_table(fit_idx: np.ndarray, val_idx: np.ndarray) -> NodeTable:
+            return with_chip_features(data, fit_idx, val_idx).table
+
+        width = data.table.imagery.shape[1] + len(data.encoder.names)
+        shape = dataclasses.replace(data.table, imagery=np.zeros((len(data.target), width)))
+    else:
+        data = with_chip_features(data, progress=scaled(progress, 0.0, 0.05))
+        shape = data.table
     results = cross_validate(
         data.table,
         data.target,
         splits,
         geographic=geographic,
-        model_config=model_config_for(data.table, members),
+        model_config=model_config_for(shape, members),
+        fold_table=fold_table,
         train_config=train_config,
         graph_params=graph_params,
         block_size_m=block if cv == "spatial" else None,
         device=resolve_device(device),
-        progress=scaled(progress, 0.0, 0.95),
+        progress=scaled(progress, 0.05, 0.95),
     )
     pooled = PooledCalibration(data.target, results, train_config.calibration)
     metrics = pooled.metrics()
