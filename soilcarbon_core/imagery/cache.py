@@ -99,7 +99,9 @@ class EmbeddingCache:
     def get(self, keys: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Cached values (N, *shape) float32 (NaN where missing) and the hit mask (N,)."""
         self.rebuilt = 0
-        wanted = {tuple(k): i for i, k in enumerate(np.asarray(keys).tolist())}
+        wanted: dict[tuple, list[int]] = {}
+        for i, k in enumerate(np.asarray(keys).tolist()):
+            wanted.setdefault(tuple(k), []).append(i)  # a place may come more than once (profile depths)
         values = np.full((len(keys), *shape), np.nan, dtype=np.float32)
         hit = np.zeros(len(keys), dtype=bool)
         for path in self._shards():
@@ -112,8 +114,7 @@ class EmbeddingCache:
                 self.rebuilt += 1
                 continue
             for row, key in enumerate(shard[0].tolist()):
-                index = wanted.get(tuple(key))
-                if index is not None:
+                for index in wanted.get(tuple(key), ()):
                     values[index] = shard[1][row]
                     hit[index] = True
         return values, hit

@@ -64,6 +64,16 @@ def test_put_then_get_returns_the_values_and_the_hits(tmp_path):
     assert other.folder != cache.folder and not other.get(keys, (3, 2))[1].any()
 
 
+def test_a_place_asked_for_twice_is_served_twice(tmp_path):
+    keys, values = random_entries(4, seed=1)
+    cache = EmbeddingCache(tmp_path, {"a": 1})
+    cache.put(keys, values)
+    # The same place more than once in a request (several depths of one profile) is a hit every time.
+    got, hit = cache.get(keys[[2, 0, 2, 2]], (3, 2))
+    assert hit.all()
+    np.testing.assert_array_equal(got, values[[2, 0, 2, 2]])
+
+
 def test_point_keys_are_exact_to_1e7_degree():
     keys = point_keys(np.array([[-73.123456789, 4.0000000449], [179.99999995, -89.9]]))
     np.testing.assert_array_equal(keys, [[-731_234_568, 40_000_000], [1_800_000_000, -899_000_000]])
