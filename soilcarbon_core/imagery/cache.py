@@ -31,9 +31,13 @@ logger = logging.getLogger(__name__)
 _MAX_SHARDS = 32
 
 
+def cache_root() -> Path:
+    """The project's cache folder: ``$XDG_CACHE_HOME/soilcarbon`` (default ``~/.cache/soilcarbon``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soilcarbon"
+
+
 def default_cache_dir() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soilcarbon" / "embeddings"
-    return Path(os.environ.get("SOILCARBON_EMBEDDING_CACHE", default))
+    return Path(os.environ.get("SOILCARBON_EMBEDDING_CACHE", cache_root() / "embeddings"))
 
 
 @lru_cache(maxsize=256)
@@ -45,8 +49,8 @@ def _fingerprint(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def raster_fingerprint(path: str | os.PathLike[str]) -> str:
-    """sha256 of a raster file's bytes (memoised per path, size and modification time)."""
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file's bytes (rasters, weights), memoised per path, size and modification time."""
     stat = Path(path).stat()
     return _fingerprint(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 

@@ -115,10 +115,11 @@ def _read_band(src, ref: BandRef, row: np.ndarray, col: np.ndarray) -> np.ndarra
         return out
     r0, r1 = row[inside].min(), row[inside].max() + 1
     c0, c1 = col[inside].min(), col[inside].max() + 1
+    # One read under the whole batch when that window is small enough, else one read per chip.
     if (r1 - r0) * (c1 - c0) <= _MAX_UNION_CELLS:
-        groups = [np.arange(len(row))]
+        groups = [slice(0, len(row))]
     else:
-        groups = [np.array([i]) for i in range(len(row))]
+        groups = [slice(i, i + 1) for i in range(len(row))]
     for group in groups:
         mask = inside[group]
         if not mask.any():
@@ -128,9 +129,7 @@ def _read_band(src, ref: BandRef, row: np.ndarray, col: np.ndarray) -> np.ndarra
         window = Window(c0, r0, cols.max() + 1 - c0, rows.max() + 1 - r0)
         data = src.read(ref.index, window=window, masked=True)
         values = np.ma.filled(data.astype(np.float64), np.nan)
-        block = out[group]
-        block[mask] = ref.convert(values[rows - r0, cols - c0])
-        out[group] = block
+        out[group][mask] = ref.convert(values[rows - r0, cols - c0])  # slices are views: written in place
     return out
 
 

@@ -14,11 +14,11 @@ loading, by keeping the pretrained patch-embedding weights of the given bands (t
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from soilcarbon_core.errors import DataNotFoundError, ModelFileError
+from soilcarbon_core.imagery.cache import cache_root
 
 BACKBONES = ("terramind_v1_tiny", "terramind_v1_small", "terramind_v1_base")
 #: Transformer blocks of every TerraMind v1 encoder.
@@ -33,8 +33,7 @@ _MIN_MATCHED = 0.9
 
 def weights_dir() -> Path:
     """Where TerraMind weights are looked for by default (``$SOILCARBON_TERRAMIND_DIR``)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soilcarbon" / "terramind"
-    return Path(os.environ.get("SOILCARBON_TERRAMIND_DIR", default))
+    return Path(os.environ.get("SOILCARBON_TERRAMIND_DIR", cache_root() / "terramind"))
 
 
 def weights_file_name(backbone: str) -> str:
@@ -65,14 +64,6 @@ def missing_weights(backbone: str, path: Path | None = None) -> DataNotFoundErro
         f"{weights_dir()} (or set SOILCARBON_TERRAMIND_DIR, or pass its path as the weights file). "
         "Without weights, use backbone 'none': chip statistics instead of TerraMind embeddings.",
     )
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: Path) -> dict:

@@ -73,12 +73,9 @@ class BackboneHead(nn.Module):
         modality with zeros for absent ones, ``present`` (N, K) bool. Nodes are run in groups of equal
         modality sets (attention sees only present tokens); a node with none gets NaN."""
         out = tokens.new_full((tokens.shape[0], tokens.shape[-1]), float("nan"))
-        patterns, inverse = torch.unique(present, dim=0, return_inverse=True)
-        for index, pattern in enumerate(patterns):
-            if not pattern.any():
-                continue
-            rows = torch.nonzero(inverse == index).squeeze(1)
-            keep = torch.repeat_interleave(pattern, per_modality)
+        for pattern, rows in modality_groups(present.cpu().numpy()):
+            rows = torch.as_tensor(rows, device=tokens.device)
+            keep = torch.as_tensor(np.repeat(pattern, per_modality), device=tokens.device)
             out[rows] = self(tokens[rows][:, keep])
         return out
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from soilcarbon_core.errors import InputError, SchemaMismatchError
-from soilcarbon_core.imagery.cache import EmbeddingCache, default_cache_dir, point_keys, raster_fingerprint
+from soilcarbon_core.imagery.cache import EmbeddingCache, default_cache_dir, file_sha256, point_keys
 from soilcarbon_core.imagery.chips import PATCH, Chips, check_chip_size, extract_chips
 from soilcarbon_core.imagery.encoder import (
     BACKBONES,
@@ -28,7 +28,6 @@ from soilcarbon_core.imagery.encoder import (
     WIDTH,
     build_terramind,
     encoder_tokens,
-    file_sha256,
     find_weights,
     missing_weights,
     weights_dir,
@@ -43,6 +42,8 @@ from soilcarbon_core.settings import JsonSettings
 
 FALLBACK_STATISTICS = ("point", "mean", "sd")
 _CACHE_VERSION = 1
+#: Points pooled per step from cached tokens (about 40 MB of tiny tokens at chip 64, three modalities).
+_POOL_BATCH = 1024
 
 
 @dataclass
@@ -252,7 +253,7 @@ class ImageryEncoder:
             "version": _CACHE_VERSION,
             "output": output,
             "rasters": [
-                [r.name, b.band, b.index, b.conversion, raster_fingerprint(b.path)]
+                [r.name, b.band, b.index, b.conversion, file_sha256(b.path)]
                 for r in self.rasters
                 for b in r.bands
             ],
@@ -270,15 +271,22 @@ class ImageryEncoder:
         return self._cached("features", lonlat, (len(self.names),), self._feature_batch, progress)
 
     def tokens(
-        self, lonlat: np.ndarray, progress: ProgressCallback = silent
+        self, lonlat: np.ndarray, progress: ProgressCallback = silent, *, store: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Tokens after the frozen blocks (N, K P, D) (zeros for absent modalities) and ``present`` (N, K)."""
+        """Tokens after the frozen blocks (N, K P, D) (zeros for absent modalities) and ``present`` (N, K).
+
+        ``store=False`` reads cached tokens but does not cache new ones (they are large)."""
         k, p, d = len(self.rasters), self.tokens_per_modality, WIDTH[self.settings.backbone]
-        flat = self._cached(f"tokens@{self.split}", lonlat, (k + k * p * d,), self._token_batch, progress)
+        flat = self._cached(
+            f"tokens@{self.split}", lonlat, (k + k * p * d,), self._token_batch, progress, store=store
+        )
         present = flat[:, :k] > 0.5
         return np.nan_to_num(flat[:, k:].reshape(len(lonlat), k * p, d)), present
 
-    def _cached(self, output: str, lonlat, shape, compute, progress: ProgressCallback) -> np.ndarray:
+    def _cached(
+        self, output: str, lonlat, shape, compute, progress: ProgressCallback, *, store: bool = True
+    ) -> np.ndarray:
+        """``compute(lonlat rows) -> (values, present)`` for the points the cache does not hold."""
         lonlat = np.asarray(lonlat, dtype=np.float64)
         counted = output == "features"  # the token pass of fine-tuning is not the run's result
         self.report.points += len(lonlat) if counted else 0
@@ -294,35 +302,56 @@ class ImageryEncoder:
         self.report.cache_hits += int(hit.sum()) if counted else 0
         todo = np.flatnonzero(~hit)
         step = self.settings.batch_size if self.settings.uses_terramind else 256
+        if output == "features" and self.settings.trains_head:
+            step = _POOL_BATCH  # token batches are encoded (batch_size at a time) inside self.tokens
         for start in range(0, len(todo), step):
             progress(start / max(len(todo), 1), f"Imagery: {start}/{len(todo)} points encoded")
             rows = todo[start : start + step]
-            chips = extract_chips(
-                lonlat[rows],
-                self.rasters,
-                self.settings.chip_size,
-                resolution=self.settings.resolution,
-                min_valid=self.settings.min_valid,
-            )
-            for k, name in enumerate(chips.modalities):
-                masked = int((~chips.present[:, k]).sum()) if counted else 0
-                self.report.masked[name] = self.report.masked.get(name, 0) + masked
-            values[rows] = compute(chips)
-            if cache is not None:
+            values[rows], present = compute(lonlat[rows])
+            for k, raster in enumerate(self.rasters):
+                masked = int((~present[:, k]).sum()) if counted else 0
+                self.report.masked[raster.name] = self.report.masked.get(raster.name, 0) + masked
+            if cache is not None and store:
                 cache.put(keys[rows], values[rows])
         self.report.encoded += len(todo) if counted else 0
         self.report.incomplete += int(np.isnan(values).any(axis=1).sum()) if counted else 0
         progress(1.0, f"Imagery: {len(lonlat)} points ({self.report.cache_hits} from the cache)")
         return values.astype(np.float64) if output == "features" else values
 
-    def _feature_batch(self, chips: Chips) -> np.ndarray:
-        if not self.settings.uses_terramind:
-            return _chip_statistics(chips)
-        return self._encode(chips, pooled=True)
+    def _cut(self, lonlat: np.ndarray) -> Chips:
+        s = self.settings
+        return extract_chips(
+            lonlat, self.rasters, s.chip_size, resolution=s.resolution, min_valid=s.min_valid
+        )
 
-    def _token_batch(self, chips: Chips) -> np.ndarray:
+    def _feature_batch(self, lonlat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.settings.trains_head:
+            # Fine-tuning cached the frozen blocks' tokens: pool those through the head instead of cutting
+            # and encoding the chips again (new places' tokens are computed, not stored).
+            tokens, present = self.tokens(lonlat, store=False)
+            return self._pool(tokens, present), present
+        chips = self._cut(lonlat)
+        if not self.settings.uses_terramind:
+            return _chip_statistics(chips), chips.present
+        return self._encode(chips, pooled=True), chips.present
+
+    def _token_batch(self, lonlat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        chips = self._cut(lonlat)
         encoded = self._encode(chips, pooled=False)
-        return np.concatenate([chips.present.astype(np.float32), encoded.reshape(len(chips), -1)], axis=1)
+        flat = np.concatenate([chips.present.astype(np.float32), encoded.reshape(len(chips), -1)], axis=1)
+        return flat, chips.present
+
+    def _pool(self, tokens: np.ndarray, present: np.ndarray) -> np.ndarray:
+        """Head embeddings (N, D) float32 of frozen-block tokens, NaN where no modality is present."""
+        import torch
+
+        with torch.no_grad():
+            pooled = self.head.pool_groups(
+                torch.as_tensor(tokens, dtype=torch.float32, device=self.device),
+                torch.as_tensor(present, device=self.device),
+                self.tokens_per_modality,
+            )
+        return pooled.float().cpu().numpy()
 
     def _encode(self, chips: Chips, pooled: bool) -> np.ndarray:
         import torch

@@ -44,7 +44,7 @@ import rasterio
 import torch
 from rasterio.warp import transform as warp_transform
 
-from soilcarbon_core.imagery.cache import raster_fingerprint
+from soilcarbon_core.imagery.cache import file_sha256
 from soilcarbon_core.imagery.chips import extract_chips
 from soilcarbon_core.imagery.encoder import DEPTH, encoder_tokens
 from soilcarbon_core.imagery.sources import ModalityRasters, modality_rasters
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     # run below measures the same thing (encoding + writing).
     started = time.perf_counter()
     for ref in rasters.bands:
-        raster_fingerprint(ref.path)
+        file_sha256(ref.path)
     fingerprint_s = time.perf_counter() - started
     results = []
     for device in devices:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from soilcarbon_core.features import NodeTable
+from soilcarbon_core.features import NodeTable, Normaliser
 from soilcarbon_core.imagery import ImageryEncoder
 from soilcarbon_core.progress import ProgressCallback, silent
 from soilcarbon_core.settings import JsonSettings
@@ -33,15 +33,6 @@ class FineTuneConfig(JsonSettings):
     beta: float = 0.5
     patience: int = 6
     seed: int = 0
-
-
-def _standardised(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    if not values.shape[1]:
-        return values
-    with np.errstate(all="ignore"):
-        mean, std = np.nanmean(values[rows], axis=0), np.nanstd(values[rows], axis=0)
-    std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)
-    return np.nan_to_num((values - np.nan_to_num(mean)) / std)
 
 
 def fine_tune_head(
@@ -65,7 +56,8 @@ def fine_tune_head(
     if len(fit_idx) < 2 or len(val_idx) < 1:
         return []
     y = (target - target[fit_idx].mean()) / max(target[fit_idx].std(), 1e-9)
-    extra = _standardised(table.covariates, fit_idx)
+    # Covariates standardised on the fit samples, 0 where unknown (as the ensemble will see them).
+    extra = np.nan_to_num(Normaliser.fit(table.select(fit_idx), target[fit_idx]).covariates(table))
     tokens_t = torch.as_tensor(tokens, dtype=torch.float32, device=device)
     present_t = torch.as_tensor(present, device=device)
     extra_t = torch.as_tensor(extra, dtype=torch.float32, device=device)

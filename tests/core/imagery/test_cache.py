@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 
 from soilcarbon_core.imagery import cache as cache_module
-from soilcarbon_core.imagery.cache import EmbeddingCache, point_keys, raster_fingerprint
+from soilcarbon_core.imagery.cache import EmbeddingCache, file_sha256, point_keys
 from soilcarbon_core.imagery.encoder import RANDOM, build_terramind
 from soilcarbon_core.imagery.modalities import MODALITIES
 from soilcarbon_core.imagery.stream import ImageryEncoder, ImagerySettings
@@ -204,7 +204,7 @@ def test_raster_content_not_its_path_is_in_the_namespace(tmp_path):
         row, col = dst.index(*XY[0])
         pixel = dst.read(1, window=((row, row + 1), (col, col + 1)))
         dst.write(pixel + 1000, 1, window=((row, row + 1), (col, col + 1)))
-    assert raster_fingerprint(copy) == raster_fingerprint(B05) != raster_fingerprint(changed)
+    assert file_sha256(copy) == file_sha256(B05) != file_sha256(changed)
 
     original, _ = run(tmp_path / "cache", specs=(f"{B05}=B05",), backbone="none")
     moved, encoder = run(tmp_path / "cache", specs=(f"{copy}=B05",), backbone="none")

@@ -170,8 +170,8 @@ def test_points_with_other_modality_sets_are_encoded_on_their_own_tokens(s2_and_
 
 
 def test_cached_tokens_and_pooled_groups_equal_the_features(dem):
-    """Fine-tuning trains on cached tokens + BackboneHead.pool_groups; prediction runs features(): one head,
-    the same vectors."""
+    """Fine-tuning trains on cached tokens + BackboneHead.pool_groups; features() pools the same tokens and
+    equals encoding the chips end to end: one head, the same vectors."""
     settings = ImagerySettings(backbone=TINY, chip_size=32, finetune="last_n", blocks=1, pooling="attention")
     encoder = ImageryEncoder(
         settings,
@@ -192,6 +192,10 @@ def test_cached_tokens_and_pooled_groups_equal_the_features(dem):
     features = encoder.features(lonlat)
     np.testing.assert_allclose(pooled[:3], features[:3], rtol=1e-4, atol=1e-5)
     assert np.isnan(pooled[3]).all() and np.isnan(features[3]).all()
+    # features() pools cached tokens for a trainable head: it must equal encoding the chips end to end.
+    direct = encoder._encode(encoder._cut(lonlat), pooled=True)
+    np.testing.assert_allclose(features[:3], direct[:3], rtol=1e-4, atol=1e-5)
+    assert np.isnan(direct[3]).all()
 
 
 # --- settings ------------------------------------------------------------------------------------------
