@@ -15,7 +15,7 @@ CORE_RUN := PYTHONPATH=$(CURDIR):$(CURDIR)/training $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn bench-imagery lint package lock clean
+.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model lint package lock clean
 
 help:
 	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench    benchmarks (sampling, graph, ensemble, training step, imagery), figures in training/reports/"
 	@echo "make bench-sptgnn  SpTGNN vs XGBoost / RF / kriging + ablations (about an hour)"
 	@echo "make bench-imagery mean vs attention pooling, fine-tuning modes of the imagery stream"
+	@echo "make ghg-model simulate 100,000 site-years, calibrate, pre-train and evaluate KG-FGNN, write the shipped GHG model (about 25 min)"
 	@echo "make lint     ruff"
 	@echo "make package  the plugin zip in dist/"
 	@echo "core env: $(CORE_ENV)"
@@ -87,6 +88,9 @@ bench: setup
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery.py --threads 2 --out training/reports/bench_imagery.md
 
 # Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 15 minutes on 2 cores).
+ghg-model: setup
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/ghg.py --threads 2
+
 bench-imagery: setup
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery_pooling.py --out training/reports/bench_imagery_pooling.md
 

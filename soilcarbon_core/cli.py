@@ -236,18 +236,20 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(run=_sample)
 
     _add_model_commands(commands)
+    _add_ghg_commands(commands)
 
     env = commands.add_parser("env", help="versions of the core stack and the compute device (JSON)")
     env.set_defaults(run=_environment)
     return parser
 
 
-def _add_read_options(command: argparse.ArgumentParser, date_help: str) -> None:
+def _add_read_options(command: argparse.ArgumentParser, date_help: str | None) -> None:
     command.add_argument("--layer", help="layer of a multi-layer points file")
     command.add_argument("--x-field", help="CSV column with x / longitude (found automatically if omitted)")
     command.add_argument("--y-field", help="CSV column with y / latitude")
     command.add_argument("--crs", help="CRS of CSV coordinates, e.g. EPSG:32618 (lon/lat default EPSG:4326)")
-    command.add_argument("--date-field", help=date_help)
+    if date_help:
+        command.add_argument("--date-field", help=date_help)
 
 
 def _add_point_options(command: argparse.ArgumentParser) -> None:
@@ -414,6 +416,77 @@ def _add_model_commands(commands) -> None:
     predict.add_argument("--plot", help="with --grid: also write a PNG map")
     _add_point_options(predict)
     predict.set_defaults(run=_predict)
+
+
+def _ghg_predict(args: argparse.Namespace) -> int:
+    from soilcarbon_core.ghg.prediction import GHGInputs, predict_ghg
+
+    bar, progress = _progress_bar("GHG fluxes")
+    with bar:
+        summary = predict_ghg(
+            args.points,
+            args.output,
+            model=args.model,
+            inputs=GHGInputs(
+                weather=args.weather,
+                soc_field=args.soc_field,
+                soc_sd_field=args.soc_sd_field,
+                soc_unit=args.soc_unit,
+            ),
+            samples=args.samples,
+            seed=args.seed,
+            progress=progress,
+            layer=args.layer,
+            x_field=args.x_field,
+            y_field=args.y_field,
+            crs=args.crs,
+        )
+    print(
+        f"Wrote {summary['output']}: {summary['points']} points, "
+        f"{summary['samples']} predictive samples each."
+    )
+    print("  units: " + "; ".join(f"{k} {v}" for k, v in summary["units"].items()))
+    if summary["points_with_defaults"]:
+        print(
+            f"  {summary['points_with_defaults']} point(s) used documented defaults (field 'defaults_used')."
+        )
+    for note in summary["notes"]:
+        print(f"  {note}")
+    return 0
+
+
+def _add_ghg_commands(commands) -> None:
+    ghg = commands.add_parser("ghg", help="soil N2O, CO2 and CH4 fluxes under fertilisation (KG-FGNN)")
+    ghg_commands = ghg.add_subparsers(dest="ghg_command", required=True)
+    predict = ghg_commands.add_parser(
+        "predict",
+        help="flux table per point: N2O-N, CO2-C, CH4-C per season and year with uncertainty, CO2-eq",
+        description="Predict fertilisation-driven soil GHG fluxes at points with management fields "
+        "(n_rate required; fertiliser, crop, planting_date, harvest_date, irrigated, flooded, soc, clay, "
+        "sand, "
+        "ph, bulk_density, mat, map optional with documented defaults). See docs/ghg.md.",
+    )
+    predict.add_argument(
+        "points", help="points with management fields (GeoPackage, GeoJSON, Shapefile or CSV)"
+    )
+    predict.add_argument("-o", "--output", required=True, help="output .gpkg (points + fields) or .csv")
+    predict.add_argument(
+        "--model", help="GHG model directory or .zip (default: the model shipped with the package)"
+    )
+    predict.add_argument(
+        "--weather", help="daily weather CSV (date, tmin, tmax, precip) for the points' climate"
+    )
+    predict.add_argument("--soc-field", help="field with SOC from an SpTGNN prediction, e.g. pred_mean")
+    predict.add_argument(
+        "--soc-sd-field", help="field with its sd, e.g. pred_sd_total (sampled into the fluxes)"
+    )
+    predict.add_argument("--soc-unit", default="%", help="unit of the SOC fields: % or g/kg (default %%)")
+    predict.add_argument(
+        "--samples", type=int, default=256, help="predictive samples per point (default 256)"
+    )
+    predict.add_argument("--seed", type=int, default=0)
+    _add_read_options(predict, None)
+    predict.set_defaults(run=_ghg_predict)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -254,6 +254,34 @@ def imagery_features(params: dict[str, Any], context: TaskContext) -> dict[str, 
     )
 
 
+def ghg_predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """GHG flux table at points with management fields (:func:`soilcarbon_core.ghg.prediction.predict_ghg`).
+
+    ``model`` (optional: the shipped model), ``weather`` (daily CSV), ``soc_field``, ``soc_sd_field``,
+    ``soc_unit``, ``samples``, ``seed``.
+    """
+    from soilcarbon_core.ghg.prediction import GHGInputs, predict_ghg
+
+    path, options = _points(params)
+    options.pop("date_field", None)
+    inputs = GHGInputs(
+        weather=_get(params, "weather", str, None),
+        soc_field=_get(params, "soc_field", str, None),
+        soc_sd_field=_get(params, "soc_sd_field", str, None),
+        soc_unit=_get(params, "soc_unit", str, "%"),
+    )
+    return predict_ghg(
+        path,
+        _get(params, "output", str),
+        model=_get(params, "model", str, None),
+        inputs=inputs,
+        samples=_get(params, "samples", int, 256),
+        seed=_get(params, "seed", int, 0),
+        progress=context.progress,
+        **options,
+    )
+
+
 TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
     "environment": environment,
     "sample_covariates": sample_covariates,
@@ -261,4 +289,5 @@ TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
     "evaluate": evaluate,
     "predict": predict,
     "imagery_features": imagery_features,
+    "ghg_predict": ghg_predict,
 }

@@ -7,6 +7,7 @@ from soilcarbon_core.errors import InputError
 from soilcarbon_training.folds import (
     METRES_PER_DEGREE,
     block_ids,
+    group_folds,
     random_folds,
     spatial_block_folds,
     validation_split,
@@ -145,3 +146,38 @@ def test_spatial_validation_split_needs_two_blocks():
     coords = np.array([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])
     with pytest.raises(InputError, match="single block"):
         validation_split(np.arange(3), coords, geographic=False, block_size_m=1000.0)
+
+
+def test_group_folds_keep_groups_whole_and_balance_sample_counts():
+    rng = np.random.default_rng(11)
+    sizes = rng.integers(1, 30, 107)
+    ids = rng.choice(np.arange(1000, 5000), 107, replace=False)  # sparse, unsorted study numbers
+    groups = rng.permutation(np.repeat(ids, sizes))
+    folds = group_folds(groups, n_folds=5, seed=0)
+    assert_partition(folds, groups.size)
+    for _, test in folds:  # a test fold holds all or none of each group's samples
+        for g in np.unique(groups[test]):
+            assert np.count_nonzero(groups[test] == g) == np.count_nonzero(groups == g)
+    test_sizes = np.array([len(test) for _, test in folds])
+    assert test_sizes.max() - test_sizes.min() <= sizes.max()
+    again = group_folds(groups, n_folds=5, seed=0)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again, strict=True))
+    other = group_folds(groups, n_folds=5, seed=1)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other, strict=True))
+
+
+def test_group_folds_of_block_labels_are_the_spatial_block_folds():
+    coords = clustered_points()
+    labels = block_ids(coords, geographic=False, block_size_m=2_000.0)
+    spatial = spatial_block_folds(coords, geographic=False, block_size_m=2_000.0, n_folds=5, seed=3)
+    grouped = group_folds(labels, n_folds=5, seed=3)
+    for (train_a, test_a), (train_b, test_b) in zip(spatial, grouped, strict=True):
+        np.testing.assert_array_equal(test_a, test_b)
+        np.testing.assert_array_equal(train_a, train_b)
+
+
+def test_group_folds_need_as_many_groups_as_folds():
+    with pytest.raises(InputError, match="3 group"):
+        group_folds(np.array([1, 1, 2, 3, 3]), n_folds=5)
+    with pytest.raises(InputError):
+        group_folds(np.zeros((2, 2)))

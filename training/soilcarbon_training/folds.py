@@ -90,14 +90,28 @@ def spatial_block_folds(
             f"the {n_folds} folds.",
             "Use a smaller block size or fewer folds.",
         )
-    rng = np.random.default_rng(seed)
-    fold_of_block = np.empty(counts.size, dtype=np.int64)
-    fold_sizes = np.zeros(n_folds, dtype=np.int64)
-    for block in rng.permutation(counts.size):
-        fold = int(np.argmin(fold_sizes))  # ties: the lowest fold index
-        fold_of_block[block] = fold
-        fold_sizes[fold] += counts[block]
-    return _folds_from_labels(fold_of_block[labels], n_folds)
+    return _whole_group_folds(labels, n_folds, seed)
+
+
+def group_folds(groups: np.ndarray, n_folds: int = 5, seed: int = 0) -> Folds:
+    """K folds of whole groups (e.g. studies), balanced in sample count like :func:`spatial_block_folds`.
+
+    Groups in random order each go to the fold with the fewest samples so far, so no group is split
+    between a train and a test set and fold sizes differ by at most the size of the largest group.
+
+    Args:
+        groups: ``(N,)`` group label of each sample (any values ``np.unique`` can sort).
+    """
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or groups.size == 0:
+        raise InputError(f"Groups must be a non-empty 1-D array, not shape {groups.shape}.")
+    _, labels = np.unique(groups, return_inverse=True)
+    n_groups = int(labels.max()) + 1
+    if not 2 <= n_folds <= n_groups:
+        raise InputError(
+            f"Cannot split {n_groups} group(s) into {n_folds} folds.", "Use 2 <= n_folds <= number of groups."
+        )
+    return _whole_group_folds(labels.reshape(-1), n_folds, seed)
 
 
 def validation_split(
@@ -176,6 +190,20 @@ def _labels_of(groups: list[np.ndarray], n: int) -> np.ndarray:
     for fold, members in enumerate(groups):
         labels[members] = fold
     return labels
+
+
+def _whole_group_folds(labels: np.ndarray, n_folds: int, seed: int) -> Folds:
+    """Folds of whole groups: ``labels`` are consecutive group ids 0..G-1; groups in seeded random order
+    each go to the fold with the fewest samples so far (ties: the lowest fold index)."""
+    counts = np.bincount(labels)
+    rng = np.random.default_rng(seed)
+    fold_of_group = np.empty(counts.size, dtype=np.int64)
+    fold_sizes = np.zeros(n_folds, dtype=np.int64)
+    for group in rng.permutation(counts.size):
+        fold = int(np.argmin(fold_sizes))
+        fold_of_group[group] = fold
+        fold_sizes[fold] += counts[group]
+    return _folds_from_labels(fold_of_group[labels], n_folds)
 
 
 def _folds_from_labels(fold_of_sample: np.ndarray, n_folds: int) -> Folds:

@@ -1,0 +1,1 @@
+"""Producing the GHG model: scenarios, calibration, real data, KG-FGNN training."""
