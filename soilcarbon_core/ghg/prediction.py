@@ -45,7 +45,9 @@ from soilcarbon_core.ghg.features import (
 )
 from soilcarbon_core.ghg.model import GHGModel
 from soilcarbon_core.ghg.weather import DailyWeather, read_weather_csv
+from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
+from soilcarbon_core.io.vector_out import write_points_gpkg
 from soilcarbon_core.progress import ProgressCallback, silent
 
 FIELD_ALIASES: dict[str, tuple[str, ...]] = {
@@ -345,9 +347,6 @@ def predict_ghg(
 ) -> dict:
     """Write the GHG flux table for ``points``: a GeoPackage (points plus fields) or, for ``.csv``, a
     CSV of the attributes plus fields. ``model`` None uses the model shipped with the package."""
-    from soilcarbon_core.io.atomic import atomic_output
-    from soilcarbon_core.io.vector_out import write_points_gpkg
-
     progress(0.0, "loading the GHG model")
     ghg_model = GHGModel.load(model)
     if not isinstance(points, SamplePoints):

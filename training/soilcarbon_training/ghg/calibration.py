@@ -20,10 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from soilcarbon_core.ghg.features import CROPS, feature_index
 from soilcarbon_core.ghg.simulator import ProcessParameters, simulate, weather_years_needed
 from soilcarbon_core.ghg.simulator.methane import EF_BASELINE_C
+from soilcarbon_core.ghg.simulator.model import DRAINED_BEFORE_HARVEST
 from soilcarbon_core.ghg.weather import generate_weather
 from soilcarbon_core.progress import ProgressCallback, silent
 
@@ -137,8 +139,6 @@ def calibrate(
     a 1-D search over the scaler, interpolating the denitrification term log-linearly between grid
     points. A final paired run at the fitted values reports the simulated EFs.
     """
-    from scipy.optimize import minimize_scalar
-
     runs = PairedRuns(scenarios, seed)
     reference_k = ProcessParameters().n2o_nitrification_share
     grid_nit, grid_den = [], []
@@ -192,8 +192,6 @@ def calibrate(
 
 def rice_tier1_season(scenarios: Scenarios, result) -> np.ndarray:
     """IPCC Tier 1 season CH4-C (kg C/ha) of each paddy site-year, with the simulator's own SF_o."""
-    from soilcarbon_core.ghg.simulator.model import DRAINED_BEFORE_HARVEST
-
     flooded_days = scenarios.management.season_days - DRAINED_BEFORE_HARVEST
     return EF_BASELINE_C * result.constants["rice_scaling"] * flooded_days
 

@@ -37,7 +37,13 @@ from soilcarbon_core.ghg.drivers import climate_features, feature_matrix
 from soilcarbon_core.ghg.features import CROPS, FEATURE_NAMES, FERTILISER_TYPES
 from soilcarbon_core.ghg.simulator import Management, ProcessParameters, Sites, simulate, weather_years_needed
 from soilcarbon_core.ghg.simulator.methane import WATER_REGIMES
-from soilcarbon_core.ghg.weather import ClimateNormals, DailyWeather, generate_weather
+from soilcarbon_core.ghg.weather import (
+    ClimateNormals,
+    DailyWeather,
+    extraterrestrial_radiation,
+    generate_weather,
+    hargreaves_pet,
+)
 from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
 
@@ -185,8 +191,6 @@ def sample_scenarios(sites_per_country: int, seed: int, table: pd.DataFrame | No
 
 def _normal_pet(normals: ClimateNormals) -> np.ndarray:
     """Annual Hargreaves PET (mm) of the normals' mean daily temperature cycle."""
-    from soilcarbon_core.ghg.weather import extraterrestrial_radiation, hargreaves_pet
-
     doy = np.arange(1, 366)
     cycle = normals.mat[:, None] + normals.t_amplitude[:, None] * np.cos(
         2 * np.pi * (doy[None, :] - normals.warmest_doy[:, None]) / 365
