@@ -105,6 +105,10 @@ class SoilCarbonModel:
         from soilcarbon_core.nn import SpTGNN, SpTGNNConfig
 
         manifest, tensors = load_model_files(path)
+        if manifest.get("kind") == "ghg-kgfgnn":
+            raise ModelFileError(
+                f"'{path}' is a GHG flux model, not a SOC model.", "Use it with 'soilcarbon ghg predict'."
+            )
         try:
             network = SpTGNN(SpTGNNConfig.from_dict(manifest["model"]))
             network.load_state_dict(tensors[WEIGHTS])

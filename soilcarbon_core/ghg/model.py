@@ -154,8 +154,6 @@ class GHGModel:
             np.asarray(manifest["target_mean"]),
             np.asarray(manifest["target_sd"]),
         )
-        if "bank_latent" in state:
-            model.network.set_reference_bank(state["bank_latent"], state["bank_pooled"])
         model.network.load_state_dict(state)
         model.training = manifest.get("training", {})
         return model

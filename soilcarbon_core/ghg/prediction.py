@@ -46,7 +46,7 @@ from soilcarbon_core.ghg.features import (
 from soilcarbon_core.ghg.model import GHGModel
 from soilcarbon_core.ghg.weather import DailyWeather, read_weather_csv
 from soilcarbon_core.io.atomic import atomic_output
-from soilcarbon_core.io.points import SamplePoints, read_points
+from soilcarbon_core.io.points import SamplePoints, few_rows, read_points
 from soilcarbon_core.io.vector_out import write_points_gpkg
 from soilcarbon_core.progress import ProgressCallback, silent
 
@@ -96,10 +96,9 @@ def _numbers(table: pd.DataFrame, column: str, what: str) -> np.ndarray:
     return values
 
 
-def _rows(mask: np.ndarray, limit: int = 5) -> str:
-    rows = np.flatnonzero(mask) + 1
-    text = ", ".join(str(r) for r in rows[:limit])
-    return text + (f" and {rows.size - limit} more" if rows.size > limit else "")
+def _rows(mask: np.ndarray) -> str:
+    """1-based row numbers of ``mask`` for a message."""
+    return few_rows(np.flatnonzero(mask) + 1)
 
 
 def _day_of_year(table: pd.DataFrame, column: str) -> np.ndarray:

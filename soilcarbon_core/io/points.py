@@ -164,7 +164,7 @@ def _read_vector(path: Path, layer: str | None, crs: str | CRS | None) -> Sample
     missing = np.flatnonzero(shapely.is_missing(geometries) | shapely.is_empty(geometries))
     if missing.size:
         raise PointsFormatError(
-            f"{missing.size} feature(s) of layer '{layer}' have no geometry (rows {_few(missing + 1)}).",
+            f"{missing.size} feature(s) of layer '{layer}' have no geometry (rows {few_rows(missing + 1)}).",
             "Remove them or give them a location.",
         )
     kinds = shapely.get_type_id(geometries)
@@ -245,7 +245,7 @@ def _read_csv(path: Path, x_field: str | None, y_field: str | None, crs: str | C
         if bad.size:
             raise PointsFormatError(
                 f"Column '{field}' of '{path.name}' has {bad.size} missing or non-numeric value(s) "
-                f"(data rows {_few(bad + 1)}).",
+                f"(data rows {few_rows(bad + 1)}).",
                 "Fix or remove those rows.",
             )
         coords[field] = values
@@ -280,7 +280,7 @@ def _with_dates(points: SamplePoints, date_field: str) -> SamplePoints:
     if unparsed.size:
         raise InputError(
             f"{unparsed.size} value(s) of the date field '{date_field}' are not dates "
-            f"(rows {_few(unparsed + 1)}, e.g. '{raw.iloc[unparsed[0]]}').",
+            f"(rows {few_rows(unparsed + 1)}, e.g. '{raw.iloc[unparsed[0]]}').",
             "Use ISO dates such as 2021-03-15.",
         )
     dates = parsed.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
@@ -294,6 +294,7 @@ def _with_dates(points: SamplePoints, date_field: str) -> SamplePoints:
     )
 
 
-def _few(rows: np.ndarray, limit: int = 5) -> str:
+def few_rows(rows: np.ndarray, limit: int = 5) -> str:
+    """The first ``limit`` row numbers for a message, then ", ..." if there are more."""
     shown = ", ".join(str(int(r)) for r in rows[:limit])
     return shown + (", ..." if rows.size > limit else "")

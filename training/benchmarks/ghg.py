@@ -48,7 +48,7 @@ from soilcarbon_training.folds import group_folds  # noqa: E402
 from soilcarbon_training.ghg.baselines import run_baselines  # noqa: E402
 from soilcarbon_training.ghg.calibration import calibrate  # noqa: E402
 from soilcarbon_training.ghg.real_data import RealTable, load_co2_srdb, load_n2o_sesync  # noqa: E402
-from soilcarbon_training.ghg.scenarios import run_scenarios, sample_scenarios, write_dataset  # noqa: E402
+from soilcarbon_training.ghg.scenarios import TARGET_COLUMNS, run_scenarios, sample_scenarios, write_dataset  # noqa: E402
 from soilcarbon_training.ghg.training import (  # noqa: E402
     FinetuneConfig,
     PretrainConfig,
@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     quantiles = {
         name: np.quantile(data.targets[:, i], [0.05, 0.5, 0.95]).tolist()
-        for i, name in enumerate(data.frame().columns[len(FEATURE_NAMES) :][:6])
+        for i, name in enumerate(TARGET_COLUMNS)
     }
 
     log(f"pre-training on {data.features.shape[0]} site-years")

@@ -75,6 +75,7 @@ OUTPUTS = (
     "wfps",
 )
 SEASON_OUTPUTS = ("n2o", "co2", "ch4")
+DAILY = ("wfps", "theta", "soil_temperature", "nh4", "no3", "n2o", "co2", "ch4", "soc")
 
 
 @dataclass
@@ -223,6 +224,9 @@ def simulate(
         progress: called about every 10 % of the days; it may raise Cancelled.
     """
     p = parameters or ProcessParameters()
+    unknown = [name for name in record if name not in DAILY]
+    if unknown:
+        raise InputError(f"Unknown daily variable {unknown[0]!r}.", f"Record any of: {', '.join(DAILY)}.")
     s = sites.count
     # Day-major (D, S) copies: the loop reads one day of every site at a time.
     tavg, precip, pet = (
@@ -496,19 +500,19 @@ def simulate(
         if last.any():
             soil_c_end[rows[last], yi[last]] = soil_c()[last]
             soil_n_end[rows[last], yi[last]] = soil_n()[last]
-        for name in record:
-            daily[name][:, day] = _daily_value(
-                name,
-                wfps=wfps,
-                theta=theta,
-                soil_temperature=soil_t,
-                nh4=nh4,
-                no3=no3,
-                n2o=fluxes["n2o"],
-                co2=co2,
-                ch4=fluxes["ch4"],
-                soc=soil_c(),
-            )
+        if record:
+            values = {
+                "wfps": wfps,
+                "theta": theta,
+                "soil_temperature": soil_t,
+                "nh4": nh4,
+                "no3": no3,
+                "n2o": fluxes["n2o"],
+                "co2": co2,
+                "ch4": fluxes["ch4"],
+            }
+            for name in record:
+                daily[name][:, day] = soil_c() if name == "soc" else values[name]
     progress(1.0, "simulation done")
     balance = {"soil_c_change": soil_c_end - soil_c_start, "soil_n_change": soil_n_end - soil_n_start}
     constants = {
@@ -519,9 +523,3 @@ def simulate(
         "rice_scaling": rice_scaling,
     }
     return SimulationResult(annual=annual, season=season, daily=daily, balance=balance, constants=constants)
-
-
-def _daily_value(name: str, **values: np.ndarray) -> np.ndarray:
-    if name not in values:
-        raise InputError(f"Unknown daily variable {name!r}.", f"Record any of: {', '.join(values)}.")
-    return values[name]

@@ -146,6 +146,10 @@ def test_model_kinds_are_not_confused(tmp_path):
     save_model_files(tmp_path / "soc", {"kind": "sptgnn"}, {})
     with pytest.raises(ModelFileError, match="not a GHG model"):
         GHGModel.load(tmp_path / "soc")
+    from soilcarbon_core.model import SoilCarbonModel
+
+    with pytest.raises(ModelFileError, match="is a GHG flux model"):
+        SoilCarbonModel.load(PRETRAINED)
 
 
 def test_worker_task_and_csv_output(points_csv, tmp_path):

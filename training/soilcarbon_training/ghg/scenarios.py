@@ -102,7 +102,7 @@ class Scenarios:
         """The scenarios at ``index``."""
         pick = _taker(index)
         return Scenarios(
-            sites=Sites(**{k: pick(v) for k, v in vars(self.sites).items() if k != "depth_cm"}),
+            sites=Sites(**{k: v if k == "depth_cm" else pick(v) for k, v in vars(self.sites).items()}),
             management=Management(**{k: pick(v) for k, v in vars(self.management).items()}),
             normals=ClimateNormals(**{k: pick(v) for k, v in vars(self.normals).items()}),
             country=self.country[index],
@@ -203,7 +203,7 @@ def _normal_pet(normals: ClimateNormals) -> np.ndarray:
 @dataclass
 class SimulatedData:
     """Site-year rows: ``features`` (N, F), ``targets`` (N, 6) in TARGET_COLUMNS order (kg N or C/ha),
-    the country and site of each row, and the EF-relevant extras (annual NH3, leaching)."""
+    and the country, site and year of each row."""
 
     features: np.ndarray
     targets: np.ndarray
