@@ -15,13 +15,14 @@ CORE_RUN := PYTHONPATH=$(CURDIR):$(CURDIR)/training $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model lint package lock clean
+.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model campaign-report lint package lock clean
 
 help:
 	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
 	@echo "make test     set up, then run the core and the plugin test suites"
 	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
-	@echo "make bench    benchmarks (sampling, graph, ensemble, training step, imagery), figures in training/reports/"
+	@echo "make bench    benchmarks (sampling, graph, ensemble, training step, imagery, 1M/10M-cell maps), figures in training/reports/"
+	@echo "make campaign-report  campaign planner vs random vs cLHS on Africa (held-out region, retrained)"
 	@echo "make bench-sptgnn  SpTGNN vs XGBoost / RF / kriging + ablations (about an hour)"
 	@echo "make bench-imagery mean vs attention pooling, fine-tuning modes of the imagery stream"
 	@echo "make ghg-model simulate 100,000 site-years, calibrate, pre-train and evaluate KG-FGNN, write the shipped GHG model (about 25 min)"
@@ -86,11 +87,17 @@ bench: setup
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/ensemble.py --threads 2 --repeats 5 --out training/reports/bench_ensemble.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/training_step.py --threads 2 --out training/reports/bench_training_step.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery.py --threads 2 --out training/reports/bench_imagery.md
+	$(CORE_RUN) training/benchmarks/maps.py --threads 2 --out training/reports/bench_maps.md
 
-# Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 15 minutes on 2 cores).
+# Simulate, calibrate, pre-train and fine-tune KG-FGNN, write the shipped GHG model (about 10 minutes).
 ghg-model: setup
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/ghg.py --threads 2
 
+# Field-campaign planning on Africa: planner vs random vs cLHS, retrained, held-out region error.
+campaign-report: setup
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/campaign.py --threads 2 --seeds 5 --out training/reports/campaign_africa.md
+
+# Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 15 minutes on 2 cores).
 bench-imagery: setup
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery_pooling.py --out training/reports/bench_imagery_pooling.md
 

@@ -165,12 +165,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(args: argparse.Namespace):
+    """The prediction grid of ``--grid`` or ``--extent``/``--resolution``/``--grid-crs``, or None."""
+    from soilcarbon_core.maps import GridSpec
+
+    if args.grid and args.extent:
+        raise SoilCarbonError("Give either --grid TEMPLATE or --extent (not both).", "See --help.")
+    if args.extent:
+        if args.resolution is None or args.grid_crs is None:
+            raise SoilCarbonError(
+                "--extent needs --resolution and --grid-crs.", "E.g. --resolution 30 --grid-crs EPSG:32618."
+            )
+        return GridSpec.from_extent(args.extent, args.resolution, args.grid_crs)
+    return args.grid
+
+
+def _extent_argument(value: str) -> tuple[float, float, float, float]:
+    """``XMIN,YMIN,XMAX,YMAX``."""
+    parts = value.split(",")
+    try:
+        xmin, ymin, xmax, ymax = (float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{value}' is not XMIN,YMIN,XMAX,YMAX") from None
+    return xmin, ymin, xmax, ymax
+
+
+def _add_grid_options(command: argparse.ArgumentParser, what: str) -> None:
+    group = command.add_argument_group(
+        "grid", f"{what}: a template raster's grid, or an extent and a resolution"
+    )
+    group.add_argument("--grid", metavar="TEMPLATE", help="every cell of this raster's grid")
+    group.add_argument("--extent", type=_extent_argument, metavar="XMIN,YMIN,XMAX,YMAX", help="in --grid-crs")
+    group.add_argument("--resolution", type=float, help="cell size in --grid-crs units")
+    group.add_argument("--grid-crs", help="CRS of --extent, e.g. EPSG:32618")
+
+
 def _predict(args: argparse.Namespace) -> int:
     from soilcarbon_core.prediction import predict_grid, predict_points
 
-    if (args.points is None) == (args.grid is None):
+    grid = _grid(args)
+    if (args.points is None) == (grid is None):
         raise SoilCarbonError(
-            "Give either points or --grid TEMPLATE (not both).", "See soilcarbon predict --help."
+            "Give either points or a grid (--grid TEMPLATE or --extent), not both.",
+            "See soilcarbon predict --help.",
         )
     bar, progress = _progress_bar("Predicting")
     common = {
@@ -181,8 +218,10 @@ def _predict(args: argparse.Namespace) -> int:
         "progress": progress,
     }
     with bar:
-        if args.grid:
-            summary = predict_grid(args.model, args.grid, args.output, plot=args.plot, **common)
+        if grid is not None:
+            summary = predict_grid(
+                args.model, grid, args.output, plot=args.plot, window_size=args.window_size, **common
+            )
         else:
             options = {"method": args.method, **common, **_read_options(args)}
             summary = predict_points(args.model, args.points, args.output, **options)
@@ -191,9 +230,57 @@ def _predict(args: argparse.Namespace) -> int:
         f"Wrote {summary['output']}: {summary['target']} ({summary['unit']}) with uncertainty at "
         f"{summary['n_predicted']} of {count} places, on {summary['device']}."
     )
+    if summary.get("resumed_windows"):
+        print(
+            f"Resumed an interrupted map: {summary['resumed_windows']} of {summary['n_windows']} windows "
+            "reused."
+        )
     if summary.get("plot"):
         print(f"Map: {summary['plot']}")
     _print_imagery(summary.get("imagery"))
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from soilcarbon_core.campaign import PlannerSettings, plan_campaign
+
+    grid = _grid(args)
+    if (args.candidates is None) == (grid is None):
+        raise SoilCarbonError(
+            "Give either candidate points or a candidate grid (--grid TEMPLATE or --extent), not both.",
+            "See soilcarbon plan --help.",
+        )
+    settings = PlannerSettings(
+        spatial_range_m=args.spatial_range,
+        feature_range=args.feature_range,
+        min_spacing_m=args.min_spacing,
+        seed=args.seed,
+    )
+    bar, progress = _progress_bar("Planning")
+    with bar:
+        summary = plan_campaign(
+            args.model,
+            args.output,
+            args.budget,
+            candidates=args.candidates,
+            grid=grid,
+            rasters=_rasters(args.raster),
+            imagery=_imagery_inputs(args),
+            mask=args.mask,
+            date=args.date,
+            device=args.device,
+            settings=settings,
+            progress=progress,
+            **(_read_options(args) if args.candidates else {}),
+        )
+    before, after = summary["area_epistemic_sd_before"], summary["area_epistemic_sd_after"]
+    cut = 100 * (1 - (after / before) ** 2) if before > 0 else 0.0
+    print(
+        f"Wrote {summary['output']} (layer '{summary['layer']}'): {summary['sites']} ranked sites among "
+        f"{summary['candidates']} candidates.\n  Expected to cut the area's epistemic variance by "
+        f"{cut:.2f} % (sd {before:.3g} -> {after:.3g} {summary['unit']}; spatial range "
+        f"{summary['spatial_range_m']:.0f} m, feature range {summary['feature_range']:g} sd)."
+    )
     return 0
 
 
@@ -410,12 +497,38 @@ def _add_model_commands(commands) -> None:
     )
     predict.add_argument("model", help="model directory or .zip")
     predict.add_argument("points", nargs="?", help="points to predict at")
-    predict.add_argument("--grid", help="predict every cell of this raster's grid instead of points")
-    predict.add_argument("-o", "--output", required=True, help="output .gpkg (points) or .tif (grid)")
+    predict.add_argument("-o", "--output", required=True, help="output .gpkg (points) or .tif (grid, a COG)")
     predict.add_argument("--date", help="sampling date for all places (YYYY-MM-DD) when the model uses dates")
-    predict.add_argument("--plot", help="with --grid: also write a PNG map")
+    predict.add_argument("--plot", help="with a grid: also write a PNG map")
+    predict.add_argument(
+        "--window-size", type=int, default=512, help="with a grid: cells on a side of a window (default 512)"
+    )
+    _add_grid_options(predict, "predict every cell of a grid instead of points")
     _add_point_options(predict)
     predict.set_defaults(run=_predict)
+
+    plan = commands.add_parser(
+        "plan",
+        help="plan a sampling campaign: N new sites that most reduce the model's epistemic uncertainty",
+    )
+    plan.add_argument("model", help="model directory or .zip")
+    plan.add_argument("candidates", nargs="?", help="candidate points (or give a candidate grid)")
+    plan.add_argument("-n", "--budget", type=int, required=True, help="number of new sites")
+    plan.add_argument("-o", "--output", required=True, help="output .gpkg: ranked sites with their reasons")
+    plan.add_argument("--mask", help="raster whose non-zero cells are inaccessible (with a grid)")
+    plan.add_argument("--min-spacing", type=float, default=0.0, help="minimum distance between sites (m)")
+    plan.add_argument(
+        "--spatial-range",
+        type=float,
+        default=0.0,
+        help="L_s in m (default: median gap to the nearest sample)",
+    )
+    plan.add_argument("--feature-range", type=float, default=0.5, help="L_f in covariate sds (default 0.5)")
+    plan.add_argument("--seed", type=int, default=0, help="seed of the candidate subsets")
+    plan.add_argument("--date", help="sampling date (YYYY-MM-DD) when the model uses dates")
+    _add_grid_options(plan, "candidate cells")
+    _add_point_options(plan)
+    plan.set_defaults(run=_plan)
 
 
 def _ghg_predict(args: argparse.Namespace) -> int:

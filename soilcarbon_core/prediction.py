@@ -12,16 +12,20 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
+import soilcarbon_core
 from soilcarbon_core.device import resolve_device
 from soilcarbon_core.errors import SchemaMismatchError
+from soilcarbon_core.features import NodeTable
+from soilcarbon_core.imagery.cache import file_sha256
 from soilcarbon_core.imagery.inputs import ImageryInputs, chip_features
 from soilcarbon_core.imagery.stream import ImagerySettings
 from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
 from soilcarbon_core.io.rasters import RasterSource
 from soilcarbon_core.io.vector_out import write_points_gpkg
+from soilcarbon_core.maps.cog import PartialMap
+from soilcarbon_core.maps.grid import WINDOW, GridSpec
 from soilcarbon_core.model import SoilCarbonModel
 from soilcarbon_core.predictor import PREDICTION_FIELDS, Prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
@@ -29,9 +33,11 @@ from soilcarbon_core.schema import available_features
 
 #: Nodata of prediction rasters.
 NODATA = -9999.0
+#: Largest side, in pixels, of the data drawn by :func:`plot_prediction_map`.
+PLOT_PIXELS = 1200
 
 
-def _with_date(points: SamplePoints, date: str | None) -> SamplePoints:
+def with_date(points: SamplePoints, date: str | None) -> SamplePoints:
     if date is None or points.dates is not None:
         return points
     return dataclasses.replace(points, dates=np.full(len(points), np.datetime64(date, "D")))
@@ -51,7 +57,7 @@ def imagery_encoder(model: SoilCarbonModel, imagery: ImageryInputs | None, devic
     return imagery.encoder(settings, head_state=model.backbone, device=device)
 
 
-def _predict_valid(
+def predict_valid(
     model: SoilCarbonModel,
     predictor,
     points: SamplePoints,
@@ -59,8 +65,10 @@ def _predict_valid(
     method: str,
     progress: ProgressCallback,
     encoder=None,
-) -> tuple[Prediction, np.ndarray]:
-    """Predict points whose needed features are all known; the others get NaN. Returns (prediction, valid).
+) -> tuple[Prediction, np.ndarray, NodeTable]:
+    """Predict points whose needed features are all known; the others get NaN.
+
+    Returns the prediction, ``valid`` (n,) bool and the points' :class:`NodeTable` (the model's inputs).
 
     Imagery chips (``encoder``) that are masked do not stop a prediction: the stream's mask token
     stands in, as in training."""
@@ -81,7 +89,7 @@ def _predict_valid(
         )
         for name in columns:
             columns[name][valid] = getattr(prediction, name)
-    return Prediction(**columns), valid
+    return Prediction(**columns), valid, table
 
 
 def predict_points(
@@ -104,10 +112,10 @@ def predict_points(
     model = SoilCarbonModel.load(model_path)
     if not isinstance(points, SamplePoints):
         points = read_points(points, **read_options)  # type: ignore[arg-type]
-    points = _with_date(points, date)
+    points = with_date(points, date)
     predictor = model.predictor(resolve_device(device))
     encoder = imagery_encoder(model, imagery, str(predictor.device))
-    prediction, valid = _predict_valid(
+    prediction, valid, _ = predict_valid(
         model, predictor, points, list(rasters), method, scaled(progress, 0.02, 0.9), encoder
     )
     write_points_gpkg(output, points, prediction.columns(), progress=scaled(progress, 0.9, 1.0))
@@ -126,27 +134,30 @@ def predict_points(
 
 def predict_grid(
     model_path: str | os.PathLike[str],
-    template: str | os.PathLike[str],
+    grid: GridSpec | str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
     rasters: list[RasterSource] = (),
     imagery: ImageryInputs | None = None,
     date: str | None = None,
     device: str = "auto",
-    rows_per_block: int = 256,
+    window_size: int = WINDOW,
     plot: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
 ) -> dict:
-    """Predict every cell of ``template``'s grid; write a 6-band float32 GeoTIFF (bands as
-    :data:`~soilcarbon_core.predictor.PREDICTION_FIELDS`, nodata -9999 where an input is missing).
+    """Predict every cell of ``grid`` (a :class:`GridSpec` or a template raster's path); write a
+    Cloud-Optimised GeoTIFF with the bands :data:`~soilcarbon_core.predictor.PREDICTION_FIELDS` (named),
+    nodata -9999 where an input is missing, and overviews.
 
-    Processed in blocks of rows: memory is bounded by the block, reference states are computed once.
-    With ``plot``, also a PNG map (:func:`plot_prediction_map`) with the model's samples on top.
+    Every cell is a query node attached to the model's reference nodes, whose states are computed once.
+    Covariate rasters are read window by window (``window_size`` cells on a side), so memory is bounded
+    by the window whatever the rasters' size and the cost grows linearly with the number of cells.
+    Cancelling removes everything; a run that is killed resumes from its finished windows when run again
+    with the same inputs (:class:`~soilcarbon_core.maps.cog.PartialMap`). With ``plot``, also a PNG map
+    (:func:`plot_prediction_map`) with the model's samples on top.
     """
-    import rasterio
-    from rasterio.windows import Window
-
     progress(0.0, "Loading the model")
+    grid = grid if isinstance(grid, GridSpec) else GridSpec.from_raster(grid)
     model = SoilCarbonModel.load(model_path)
     fields = [
         name for name in model.schema.features if model.schema.sources.get(name) not in ("raster", "chips")
@@ -159,41 +170,39 @@ def predict_grid(
         )
     predictor = model.predictor(resolve_device(device))
     encoder = imagery_encoder(model, imagery, str(predictor.device))
-    with rasterio.open(template) as grid:
-        profile = grid.profile
-        height, width, transform, crs = grid.height, grid.width, grid.transform, grid.crs
-    profile.update(
-        driver="GTiff",
-        count=len(PREDICTION_FIELDS),
-        dtype="float32",
+    windows = grid.windows(window_size)
+    partial = PartialMap(
+        output,
+        grid,
+        list(PREDICTION_FIELDS),
+        _map_fingerprint(model_path, grid, rasters, imagery, date, window_size),
         nodata=NODATA,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        compress="deflate",
+        tags={"target": model.target, "unit": model.unit},
     )
-    n_predicted = 0
-    with atomic_output(output) as partial, rasterio.open(partial, "w", **profile) as out:
-        for band, name in enumerate(PREDICTION_FIELDS, start=1):
-            out.set_band_description(band, name)
-        for top in range(0, height, rows_per_block):
-            rows = min(rows_per_block, height - top)
-            block = scaled(progress, top / height, (top + rows) / height)
-            cols, lines = np.meshgrid(np.arange(width), np.arange(top, top + rows))
-            xs, ys = rasterio.transform.xy(transform, lines.ravel(), cols.ravel(), offset="center")
-            points = SamplePoints(
-                np.asarray(xs), np.asarray(ys), crs, pd.DataFrame(index=range(rows * width)), source="grid"
+    resumed = len(partial.done)
+    if resumed:
+        progress(0.02, f"Resuming: {resumed} of {len(windows)} windows already done")
+    try:
+        for index, window in enumerate(windows):
+            if index in partial.done:
+                continue
+            step = scaled(
+                progress, 0.02 + 0.93 * index / len(windows), 0.02 + 0.93 * (index + 1) / len(windows)
             )
-            prediction, valid = _predict_valid(
-                model, predictor, _with_date(points, date), list(rasters), "nearest", block, encoder
+            step(0.0, f"Window {index + 1} of {len(windows)}")
+            xs, ys = grid.cell_centres(window)
+            points = SamplePoints.at(xs, ys, grid.crs, source="grid")
+            prediction, valid, _ = predict_valid(
+                model, predictor, with_date(points, date), list(rasters), "nearest", step, encoder
             )
-            n_predicted += int(valid.sum())
             values = np.stack([np.where(valid, v, NODATA) for v in prediction.columns().values()])
-            out.write(
-                values.reshape(len(PREDICTION_FIELDS), rows, width).astype("float32"),
-                window=Window(0, top, width, rows),
-            )
-        out.update_tags(target=model.target, unit=model.unit)
+            shape = (len(PREDICTION_FIELDS), window.height, window.width)
+            partial.write(index, window, values.reshape(shape), int(valid.sum()))
+        progress(0.95, "Writing the Cloud-Optimised GeoTIFF")
+        partial.finish()
+    except Exception:
+        partial.discard()
+        raise
     if plot:
         plot_prediction_map(output, plot, model)
     progress(1.0, "Map written")
@@ -203,10 +212,30 @@ def predict_grid(
         "target": model.target,
         "unit": model.unit,
         "bands": list(PREDICTION_FIELDS),
-        "n_cells": height * width,
-        "n_predicted": n_predicted,
+        "n_cells": grid.cells,
+        "n_windows": len(windows),
+        "resumed_windows": resumed,
+        "n_predicted": sum(partial.done.values()),
         "device": str(predictor.device),
         "imagery": None if encoder is None else encoder.report.to_dict(),
+    }
+
+
+def _map_fingerprint(model_path, grid: GridSpec, rasters, imagery, date, window_size: int) -> dict:
+    """What a map's values depend on: a partial map is resumed only if all of it is unchanged."""
+
+    def stamp(path) -> dict:
+        stat = Path(path).stat()
+        return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    return {
+        "version": soilcarbon_core.__version__,
+        "model": file_sha256(model_path) if Path(model_path).is_file() else stamp(model_path),
+        "grid": grid.to_dict(),
+        "rasters": [{"name": r.name, **stamp(r.path)} for r in rasters],
+        "imagery": None if imagery is None else imagery.to_dict(),
+        "date": date,
+        "window_size": window_size,
     }
 
 
@@ -224,7 +253,10 @@ def plot_prediction_map(
     from rasterio.warp import transform
 
     with rasterio.open(raster) as dataset:
-        values = dataset.read(masked=True)
+        # At most PLOT_PIXELS on the longer side: a large map is read from its overviews, not whole.
+        step = max(1, -(-max(dataset.width, dataset.height) // PLOT_PIXELS))
+        shape = (dataset.count, -(-dataset.height // step), -(-dataset.width // step))
+        values = dataset.read(masked=True, out_shape=shape)
         bounds = dataset.bounds
         unit = dataset.tags().get("unit", "")
         target = dataset.tags().get("target", "prediction")

@@ -71,6 +71,28 @@ def attach(graph: ReferenceGraph, table: NodeTable, normaliser: Normaliser) -> d
     )
 
 
+def neighbour_tables(edges: dict, num_queries: int) -> dict:
+    """Attached edges (row 0 reference, row 1 query) as padded per-query neighbour tables.
+
+    Shapes: per relation ``(edge_index (2, E), edge_attr (E, A))`` -> ``(ids (Q, K), attr (Q, K, A))``
+    with K the largest in-degree and -1 in empty slots (queries with fewer neighbours)."""
+    import torch
+
+    tables = {}
+    for name, (edge_index, edge_attr) in edges.items():
+        source, query = edge_index
+        counts = torch.bincount(query, minlength=num_queries)
+        slots = int(counts.max()) if counts.numel() else 0
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(query.numel(), device=query.device) - first[query]
+        ids = torch.full((num_queries, slots), -1, dtype=torch.long, device=query.device)
+        attr = edge_attr.new_zeros(num_queries, slots, edge_attr.shape[1])
+        ids[query, slot] = source
+        attr[query, slot] = edge_attr
+        tables[name] = (ids, attr)
+    return tables
+
+
 class EnsemblePredictor:
     """A trained network with its reference nodes, ready to predict any number of query nodes."""
 
@@ -100,17 +122,19 @@ class EnsemblePredictor:
         self.network.to(self.device)
         self.graph = graph or reference_graph(reference, normaliser, graph_params, geographic=geographic)
         self._labels = torch.as_tensor(normaliser.target(reference_target), dtype=torch.float32)
-        self._states = None
+        self._sources = None
 
-    def _reference_states(self):
+    def _reference_sources(self) -> list:
+        """The reference nodes' states and projected messages, computed on first use, once per model."""
         import torch
 
-        if self._states is None:
+        if self._sources is None:
             edges = self._edges(self.graph.relations)
             nodes = self.normaliser.node_inputs(self.reference).to(self.device)
             with torch.no_grad():
-                self._states, _ = self.network.reference_states(nodes, edges, self._labels.to(self.device))
-        return self._states
+                states, _ = self.network.reference_states(nodes, edges, self._labels.to(self.device))
+                self._sources = self.network.query_sources(states)
+        return self._sources
 
     def _edges(self, relations: dict) -> dict:
         kept = {
@@ -122,30 +146,42 @@ class EnsemblePredictor:
         }
 
     def member_predictions(
-        self, table: NodeTable, *, chunk_size: int = 20_000, progress: ProgressCallback = silent
+        self,
+        table: NodeTable,
+        *,
+        chunk_size: int = 4096,
+        attach_size: int = 65_536,
+        progress: ProgressCallback = silent,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-member means and variances (M, N) in target units."""
+        """Per-member means and variances (M, N) in target units.
+
+        Queries are attached ``attach_size`` at a time (large KD-tree batches amortise the search) and
+        run through the network ``chunk_size`` at a time (small enough for the CPU caches)."""
         import torch
 
-        states = self._reference_states()
+        sources = self._reference_sources()
         means, variances = [], []
         total = len(table)
-        for start in range(0, total, chunk_size):
-            progress(start / max(total, 1), f"Predicting {start:,} / {total:,}")
-            chunk = table.select(np.arange(start, min(start + chunk_size, total)))
-            relations = attach(self.graph, chunk, self.normaliser)
-            nodes = self.normaliser.node_inputs(chunk).to(self.device)
-            with torch.no_grad():
-                output = self.network.predict_queries(nodes, self._edges(relations), states)
-            means.append(output.mean.cpu().numpy())
-            variances.append(output.variance.cpu().numpy())
+        for start in range(0, total, attach_size):
+            block = table.select(np.arange(start, min(start + attach_size, total)))
+            relations = attach(self.graph, block, self.normaliser)
+            neighbours = neighbour_tables(self._edges(relations), len(block))
+            inputs = self.normaliser.node_inputs(block).to(self.device)
+            for offset in range(0, len(block), chunk_size):
+                progress((start + offset) / max(total, 1), f"Predicting {start + offset:,} / {total:,}")
+                rows = torch.arange(offset, min(offset + chunk_size, len(block)), device=self.device)
+                chunk = {name: (ids[rows], attr[rows]) for name, (ids, attr) in neighbours.items()}
+                with torch.no_grad():
+                    output = self.network.predict_neighbours(inputs.select(rows), chunk, sources)
+                means.append(output.mean.cpu().numpy())
+                variances.append(output.variance.cpu().numpy())
         progress(1.0, f"Predicted {total:,} places")
         scale = self.normaliser.target_std
         mean = np.concatenate(means, axis=1) * scale + self.normaliser.target_mean
         return mean.astype(np.float64), np.concatenate(variances, axis=1).astype(np.float64) * scale**2
 
     def predict(
-        self, table: NodeTable, *, chunk_size: int = 20_000, progress: ProgressCallback = silent
+        self, table: NodeTable, *, chunk_size: int = 4096, progress: ProgressCallback = silent
     ) -> Prediction:
         """Calibrated ensemble prediction for every node of ``table``."""
         means, variances = self.member_predictions(table, chunk_size=chunk_size, progress=progress)

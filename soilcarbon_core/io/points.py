@@ -61,6 +61,12 @@ class SamplePoints:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @classmethod
+    def at(cls, x: np.ndarray, y: np.ndarray, crs: CRS, source: str = "") -> SamplePoints:
+        """Places without attributes (grid cells, candidate sites) at ``x``, ``y`` in ``crs``."""
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        return cls(x, y, crs, pd.DataFrame(index=range(x.size)), source=source)
+
     def lonlat(self) -> np.ndarray:
         """``(n, 2)`` WGS 84 longitude and latitude."""
         from rasterio.warp import transform
@@ -75,7 +81,7 @@ def parse_crs(value: str | CRS, what: str) -> CRS:
         return value
     try:
         return CRS.from_user_input(value)
-    except RasterioCRSError as err:
+    except (RasterioCRSError, ValueError) as err:
         raise CRSError(
             f"The CRS given for {what} ('{value}') is not a valid CRS: {err}.",
             "Give it as an authority code such as 'EPSG:32756', or as WKT.",

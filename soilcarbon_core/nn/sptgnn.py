@@ -12,7 +12,7 @@ from torch import nn
 from soilcarbon_core.nn.ensemble_linear import EnsembleMLP
 from soilcarbon_core.nn.moe import SparseMoE
 from soilcarbon_core.nn.positional import FourierPositionalEmbedding
-from soilcarbon_core.nn.relational_attention import Edges, RelationalAttention
+from soilcarbon_core.nn.relational_attention import Edges, Neighbours, RelationalAttention
 from soilcarbon_core.settings import JsonSettings
 
 #: Node streams in fusion order.
@@ -206,6 +206,30 @@ class SpTGNN(nn.Module):
         state, balance = self.encode(nodes)
         output = self.predict_queries_from_states(state, edges, reference)
         return output._replace(balance=balance)
+
+    def query_sources(self, reference: ReferenceStates) -> list[dict[str, torch.Tensor]]:
+        """The reference nodes' projected messages for every attention layer (the readout last).
+
+        They do not depend on the queries: a predictor computes them once per model
+        (:meth:`RelationalAttention.project_sources`) and passes them to :meth:`predict_neighbours`."""
+        sources = [
+            layer.project_sources(states)
+            for layer, states in zip(self.layers, reference.states[:-1], strict=True)
+        ]
+        if self.readout is not None:
+            sources.append(self.readout.project_sources(reference.states[-1], reference.labels))
+        return sources
+
+    def predict_neighbours(
+        self, nodes: NodeInputs, neighbours: dict[str, Neighbours], sources: list[dict[str, torch.Tensor]]
+    ) -> Output:
+        """:meth:`predict_queries` from padded neighbour tables and the reference's :meth:`query_sources`
+        (:meth:`RelationalAttention.forward_neighbours`): the fast path for new places."""
+        state, balance = self.encode(nodes)
+        layers = [*self.layers, *([self.readout] if self.readout is not None else [])]
+        for layer, projected in zip(layers, sources, strict=True):
+            state = layer.forward_neighbours(state, projected, neighbours)
+        return self._head(state, balance)
 
     def predict_queries_from_states(
         self, state: torch.Tensor, edges: dict[str, Edges], reference: ReferenceStates

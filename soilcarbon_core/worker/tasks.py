@@ -213,8 +213,20 @@ def evaluate(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     )
 
 
+def _grid(params: dict[str, Any]):
+    """``grid``: a template raster's path, or {extent: [xmin, ymin, xmax, ymax], resolution, crs}."""
+    from soilcarbon_core.maps import GridSpec
+
+    grid = params["grid"]
+    if isinstance(grid, str):
+        return grid
+    if not isinstance(grid, dict) or not {"extent", "resolution", "crs"} <= grid.keys():
+        raise BadRequest("The parameter 'grid' must be a raster path or {extent, resolution, crs}.")
+    return GridSpec.from_extent(tuple(grid["extent"]), float(grid["resolution"]), grid["crs"])
+
+
 def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
-    """Predict with uncertainty at points (``points``) or on a grid (``grid``, a template raster)."""
+    """Predict with uncertainty at points (``points``) or on a grid (``grid``: see :func:`_grid`)."""
     from soilcarbon_core.prediction import predict_grid, predict_points
 
     common = {
@@ -227,12 +239,44 @@ def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     model, output = _get(params, "model", str), _get(params, "output", str)
     if "grid" in params:
         return predict_grid(
-            model, _get(params, "grid", str), output, plot=_get(params, "plot", str, None), **common
+            model,
+            _grid(params),
+            output,
+            plot=_get(params, "plot", str, None),
+            window_size=_get(params, "window_size", int, 512),
+            **common,
         )
     path, options = _points(params)
     return predict_points(
         model, path, output, method=_get(params, "method", str, "bilinear"), **common, **options
     )
+
+
+def plan_campaign(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """Rank ``budget`` new sampling sites among candidate ``points`` or ``grid`` cells
+    (:func:`soilcarbon_core.campaign.plan_campaign`); ``mask``: raster of inaccessible cells."""
+    from soilcarbon_core.campaign import PlannerSettings
+    from soilcarbon_core.campaign import plan_campaign as plan
+
+    settings = PlannerSettings.from_dict(params.get("settings", {}))
+    common = {
+        "rasters": _raster_list(params, "rasters"),
+        "imagery": _imagery(params),
+        "mask": _get(params, "mask", str, None),
+        "date": _get(params, "date", str, None),
+        "device": _get(params, "device", str, "auto"),
+        "settings": settings,
+        "progress": context.progress,
+    }
+    model, output, budget = (
+        _get(params, "model", str),
+        _get(params, "output", str),
+        _get(params, "budget", int),
+    )
+    if "grid" in params:
+        return plan(model, output, budget, grid=_grid(params), **common)
+    path, options = _points(params)
+    return plan(model, output, budget, candidates=path, **common, **options)
 
 
 def imagery_features(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
@@ -288,6 +332,7 @@ TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
     "train": train,
     "evaluate": evaluate,
     "predict": predict,
+    "plan_campaign": plan_campaign,
     "imagery_features": imagery_features,
     "ghg_predict": ghg_predict,
 }

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import numpy as np
+import rasterio
 from pyogrio.raw import read
 
 from soilcarbon_core.cli import main
 
-from .conftest import HUNTER_CRS, HUNTER_POINTS, LA_LIBERTAD, hunter_raster
+from .conftest import HUNTER_CRS, HUNTER_POINTS, LA_LIBERTAD, hunter_raster, la_libertad_rasters
 
 
 def test_sample_command_writes_output_and_plot(tmp_path, capsys):
@@ -45,3 +46,24 @@ def test_errors_are_one_line_without_traceback(tmp_path, capsys):
     )
     assert "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+def test_predict_on_an_extent_and_plan_a_campaign(tmp_path, capsys, raster_model_path):
+    rasters = [f"{r.path}={r.name}" for r in la_libertad_rasters()]
+    grid = ["--extent", "669500,448500,672500,452000", "--resolution", "60", "--grid-crs", "EPSG:32618"]
+    options = [arg for r in rasters for arg in ("-r", r)] + ["--device", "cpu"]
+    code = main(["predict", str(raster_model_path), *grid, *options, "-o", str(tmp_path / "soc.tif")])
+    assert code == 0
+    assert "with uncertainty at" in capsys.readouterr().out
+    with rasterio.open(tmp_path / "soc.tif") as dataset:
+        assert (dataset.width, dataset.height) == (50, 59)
+    code = main(
+        ["plan", str(raster_model_path), *grid, *options, "-n", "4", "-o", str(tmp_path / "plan.gpkg")]
+    )
+    assert code == 0
+    assert "4 ranked sites among" in capsys.readouterr().out
+    code = main(
+        ["plan", str(raster_model_path), "--extent", "0,0,1,1", "-n", "4", "-o", str(tmp_path / "x.gpkg")]
+    )
+    assert code == 1
+    assert "--extent needs --resolution and --grid-crs" in capsys.readouterr().err

@@ -78,7 +78,7 @@ def test_grid_output_is_a_six_band_geotiff_with_nodata_outside(tmp_path, raster_
     template = LA_LIBERTAD / "SRTMGL1_SRTMGL1.2.sdat"
     output = tmp_path / "soc.tif"
     summary = predict_grid(
-        raster_model_path, template, output, rasters=la_libertad_rasters(), device="cpu", rows_per_block=50
+        raster_model_path, template, output, rasters=la_libertad_rasters(), device="cpu", window_size=64
     )
     with rasterio.open(output) as dataset, rasterio.open(template) as grid:
         assert (dataset.count, dataset.height, dataset.width) == (6, grid.height, grid.width)
@@ -149,7 +149,7 @@ def test_cancel_leaves_no_output(tmp_path, raster_model_path):
             tmp_path / "soc.tif",
             rasters=la_libertad_rasters(),
             device="cpu",
-            rows_per_block=20,
+            window_size=32,
             progress=cancel_midway,
         )
     assert not list(tmp_path.iterdir())

@@ -111,6 +111,23 @@ def test_predict_task_at_points_and_on_a_grid(tmp_path, raster_model_path):
     assert (tmp_path / "soc.tif").is_file()
 
 
+def test_plan_campaign_task_on_an_extent_grid(tmp_path, raster_model_path):
+    params = {
+        "model": str(raster_model_path),
+        "rasters": _la_libertad_rasters(),
+        "grid": {"extent": [669500, 448500, 672500, 452000], "resolution": 60, "crs": LA_LIBERTAD_CRS},
+        "budget": 5,
+        "settings": {"min_spacing_m": 200.0},
+        "device": "cpu",
+        "output": str(tmp_path / "plan.gpkg"),
+    }
+    code, messages, _ = run(request("plan_campaign", params))
+    assert code == EXIT_OK, messages
+    assert messages[-1]["outputs"]["sites"] == 5 and (tmp_path / "plan.gpkg").is_file()
+    code, messages, _ = run(request("plan_campaign", {**params, "settings": {"radius": 3}}))
+    assert code == EXIT_ERROR and "Unknown PlannerSettings settings: radius" in messages[-1]["message"]
+
+
 def test_train_task_writes_a_model(tmp_path):
     params = {
         "points": {"path": str(LA_LIBERTAD_POINTS), "crs": LA_LIBERTAD_CRS},

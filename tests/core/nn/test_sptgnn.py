@@ -8,6 +8,7 @@ import torch
 from soilcarbon_core.errors import InputError
 from soilcarbon_core.nn import SpTGNN, SpTGNNConfig
 from soilcarbon_core.nn.sptgnn import NodeInputs
+from soilcarbon_core.predictor import neighbour_tables
 
 N = 12
 
@@ -98,6 +99,29 @@ def test_queries_do_not_change_references_and_chunks_are_independent():
     torch.testing.assert_close(after.mean, before.mean)
     torch.testing.assert_close(alone.mean, together.mean[:, :2])
     torch.testing.assert_close(alone.variance, together.variance[:, :2])
+
+
+@pytest.mark.parametrize("graph_layers", [0, 1])
+def test_neighbour_table_path_equals_the_edge_path(graph_layers):
+    """The fast query path (padded tables, softmax over slots, weighted bag sums) is the same layer:
+    queries with different in-degrees, one with no edge in a relation, and a relation absent altogether."""
+    model, nodes, edges = _model(graph_layers=graph_layers), _nodes(), _ring()
+    labels = torch.randn(N)
+    queries = _nodes(5, seed=1)
+    query_edges = {
+        "spatial": (torch.tensor([[0, 1, 2, 3, 4, 5, 6], [0, 0, 1, 2, 3, 4, 4]]), torch.rand(7, 1)),
+        "spectral": (torch.tensor([[7, 8, 9, 11], [0, 2, 4, 4]]), torch.rand(4, 2)),  # query 1, 3: none
+    }
+    with torch.no_grad():
+        reference, _ = model.reference_states(nodes, edges, labels)
+        sources = model.query_sources(reference)
+        for kept in (query_edges, {"spatial": query_edges["spatial"]}):
+            expected = model.predict_queries(queries, kept, reference)
+            tables = neighbour_tables(kept, 5)
+            actual = model.predict_neighbours(queries, tables, sources)
+            torch.testing.assert_close(actual.mean, expected.mean, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(actual.variance, expected.variance, rtol=1e-5, atol=1e-6)
+    assert tables["spatial"][0].tolist()[0] == [0, 1] and tables["spatial"][0].tolist()[1] == [2, -1]
 
 
 def test_batched_members_equal_separate_single_models():

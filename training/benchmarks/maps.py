@@ -1,0 +1,273 @@
+"""Benchmark: SOC maps of 1 and 10 million cells, against a 5-member XGBoost ensemble and the I/O floor.
+
+The covariates are the nine La Libertad terrain rasters (SRTM 30 m and its SAGA derivatives, data/),
+resampled bilinearly to grids of 1 and 10 million cells over the same area (tiled GeoTIFFs, written
+once into a scratch folder). Models, trained in this run on the 118 La Libertad SOC stocks with those
+nine covariates:
+
+- SpTGNN: a 5-member ensemble, covariates only (no imagery), all three relations;
+- XGBoost: 5 bootstrap members of 400 trees (the project's ``XGB_PARAMS``), on the same features.
+
+Each measurement runs in its own process (peak RSS is that process's) over the same windows of
+512 x 512 cells:
+
+- I/O floor: read every window's covariates at the cell centres (what the map job reads), nothing else;
+- XGBoost: the same reads, plus the five models' predictions for every cell;
+- SpTGNN: ``predict_grid`` end to end (reads, graph attachment, ensemble, calibration, COG with
+  overviews, written atomically).
+
+    python training/benchmarks/maps.py --threads 2 --out training/reports/bench_maps.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+LA_LIBERTAD = ROOT / "data" / "la_libertad"
+SRTM = "SRTMGL1_SRTMGL1.2"
+COVARIATES = {
+    "elevation": f"{SRTM}.sdat",
+    **{
+        g: f"{SRTM}_{g}.sdat" for g in ("slope", "twi", "vbf", "cprof", "devmean", "openn", "openp", "vdepth")
+    },
+}
+MODES = ("io", "xgboost", "sptgnn")
+
+
+def upsampled_rasters(folder: Path, cells: int) -> dict[str, Path]:
+    """The covariates resampled (bilinear) to about ``cells`` cells over the same extent, tiled GeoTIFFs."""
+    import rasterio
+    from rasterio.transform import from_bounds
+    from rasterio.warp import Resampling, reproject
+
+    paths = {}
+    for name, file in COVARIATES.items():
+        path = folder / f"{name}_{cells}.tif"
+        paths[name] = path
+        if path.exists():
+            continue
+        with rasterio.open(LA_LIBERTAD / file) as source:
+            width = round((cells * source.width / source.height) ** 0.5)
+            height = round(cells / width)
+            transform = from_bounds(*source.bounds, width, height)
+            profile = {
+                "driver": "GTiff",
+                "width": width,
+                "height": height,
+                "count": 1,
+                "dtype": "float32",
+                "crs": source.crs,
+                "transform": transform,
+                "nodata": -9999.0,
+                "tiled": True,
+                "blockxsize": 256,
+                "blockysize": 256,
+                "compress": "deflate",
+            }
+            with rasterio.open(path, "w", **profile) as out:
+                for window in out.block_windows(1):
+                    block = np.full((window[1].height, window[1].width), -9999.0, dtype=np.float32)
+                    reproject(
+                        rasterio.band(source, 1),
+                        block,
+                        src_transform=source.transform,
+                        src_crs=source.crs,
+                        dst_transform=rasterio.windows.transform(window[1], transform),
+                        dst_crs=source.crs,
+                        resampling=Resampling.bilinear,
+                        dst_nodata=-9999.0,
+                    )
+                    out.write(block, 1, window=window[1])
+    return paths
+
+
+def train_models(folder: Path, threads: int) -> tuple[Path, Path]:
+    """The SpTGNN model file and the XGBoost members (JSON files in a folder), trained on the 118 points."""
+    from xgboost import XGBRegressor
+
+    from soilcarbon_core.io.rasters import RasterSource
+    from soilcarbon_training.baselines import XGB_PARAMS
+    from soilcarbon_training.jobs import prepare_data, train_model
+
+    sources = [RasterSource(LA_LIBERTAD / file, name) for name, file in COVARIATES.items()]
+    data = prepare_data(
+        LA_LIBERTAD / "COSha30.csv",
+        target="COSha30",
+        rasters=sources,
+        elevation="elevation",
+        slope="slope",
+        crs="EPSG:32618",
+        device="cpu",
+    )
+    model = folder / "sptgnn.zip"
+    train_model(data, model, target="COSha30", unit="t/ha", members=5, device="cpu")
+    features = data.table.covariates
+    rng = np.random.default_rng(0)
+    xgb = folder / "xgboost"
+    xgb.mkdir(exist_ok=True)
+    for member in range(5):
+        rows = rng.integers(0, len(data.target), len(data.target))
+        regressor = XGBRegressor(**XGB_PARAMS, n_jobs=threads, random_state=member)
+        regressor.fit(features[rows], data.target[rows])
+        regressor.save_model(xgb / f"member{member}.json")
+    return model, xgb
+
+
+def _window_features(grid, window, sources) -> np.ndarray:
+    """Covariates (cells, 9) at the window's cell centres, as the map job reads them."""
+    from soilcarbon_core.io.points import SamplePoints
+    from soilcarbon_core.io.rasters import sample_rasters
+
+    xs, ys = grid.cell_centres(window)
+    points = SamplePoints.at(xs, ys, grid.crs)
+    return sample_rasters(points, sources, method="nearest").values
+
+
+def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
+    """One measurement in this process: seconds and peak RSS."""
+    from soilcarbon_core.io.rasters import RasterSource
+    from soilcarbon_core.maps import GridSpec
+
+    paths = upsampled_rasters(folder, cells)
+    sources = [RasterSource(path, name) for name, path in paths.items()]
+    grid = GridSpec.from_raster(paths["elevation"])
+    # Libraries are imported before the clock starts; loading the models is part of each job.
+    if mode == "sptgnn":
+        import torch
+
+        from soilcarbon_core.prediction import predict_grid
+
+        torch.set_num_threads(threads)
+    elif mode == "xgboost":
+        from xgboost import XGBRegressor
+    started = time.perf_counter()
+    if mode == "sptgnn":
+        output = folder / f"map_{cells}.tif"
+        summary = predict_grid(folder / "sptgnn.zip", grid, output, rasters=sources, device="cpu")
+        predicted = summary["n_predicted"]
+        output.unlink()
+    else:
+        members = []
+        if mode == "xgboost":
+            for path in sorted((folder / "xgboost").glob("member*.json")):
+                regressor = XGBRegressor(n_jobs=threads)
+                regressor.load_model(path)
+                members.append(regressor)
+        predicted = 0
+        for window in grid.windows():
+            features = _window_features(grid, window, sources)
+            valid = np.isfinite(features).all(axis=1)
+            predicted += int(valid.sum())
+            if members:
+                rows = features[valid].astype(np.float32)
+                np.mean([m.predict(rows) for m in members], axis=0)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"mode": mode, "cells": grid.cells, "predicted": predicted, "seconds": seconds, "peak_mib": peak}
+
+
+def measure(mode: str, cells: int, folder: Path, threads: int) -> dict:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "GDAL_NUM_THREADS": str(threads),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "training")]),
+    }
+    command = [sys.executable, __file__, "--child", mode, "--cells", str(cells), "--scratch", str(folder)]
+    command += ["--threads", str(threads)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise RuntimeError(f"{mode} at {cells} cells failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def report(results: list[dict], threads: int, command: str) -> str:
+    by = {(r["mode"], r["scale"]): r for r in results}
+    scales = sorted({r["scale"] for r in results})
+    lines = [
+        "# Map prediction benchmark",
+        "",
+        f"Command: `{command}`. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; threads: {threads} (torch, XGBoost, GDAL). One run each, every "
+        "measurement in its own process (peak RSS of that process). Covariates: the nine La Libertad "
+        "terrain rasters resampled to the grid (tiled GeoTIFFs); models trained in the same run on the 118 "
+        "La Libertad SOC stocks. Windows of 512 x 512 cells.",
+        "",
+        "| cells | job | seconds | cells / s | peak memory MiB | x XGBoost | x I/O floor |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    names = {
+        "io": "I/O floor (read windows)",
+        "xgboost": "XGBoost 5 x 400 trees",
+        "sptgnn": "SpTGNN 5 members",
+    }
+    for scale in scales:
+        floor, xgb = by[("io", scale)]["seconds"], by[("xgboost", scale)]["seconds"]
+        for mode in MODES:
+            r = by[(mode, scale)]
+            lines.append(
+                f"| {r['cells']:,} | {names[mode]} | {r['seconds']:.1f} | {r['cells'] / r['seconds']:,.0f} | "
+                f"{r['peak_mib']:.0f} | {r['seconds'] / xgb:.2f} | {r['seconds'] / floor:.2f} |"
+            )
+    if len(scales) > 1:
+        small, large = scales[0], scales[-1]
+        one, ten = by[("sptgnn", small)], by[("sptgnn", large)]
+        lines += [
+            "",
+            f"Scaling of SpTGNN from {one['cells']:,} to {ten['cells']:,} cells "
+            f"({ten['cells'] / one['cells']:.1f} x the cells): time x {ten['seconds'] / one['seconds']:.2f}, "
+            f"peak memory x {ten['peak_mib'] / one['peak_mib']:.2f}.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scales", default="1000000,10000000", help="cell counts, comma-separated")
+    parser.add_argument("--out", type=Path, default=ROOT / "training" / "reports" / "bench_maps.md")
+    parser.add_argument(
+        "--scratch", type=Path, help="folder for rasters and models (default: a temporary one)"
+    )
+    parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--cells", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.cells, args.scratch, args.threads)))
+        return
+
+    from soilcarbon_core.io.atomic import atomic_output
+
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.scratch or Path(temporary)
+        folder.mkdir(parents=True, exist_ok=True)
+        train_models(folder, args.threads)
+        results = []
+        for scale in (int(float(s)) for s in args.scales.split(",")):
+            upsampled_rasters(folder, scale)
+            for mode in MODES:
+                result = {**measure(mode, scale, folder, args.threads), "scale": scale}
+                print(json.dumps(result), flush=True)
+                results.append(result)
+    command = "python training/benchmarks/maps.py " + " ".join(sys.argv[1:])
+    with atomic_output(args.out) as partial:
+        partial.write_text(report(results, args.threads, command))
+    with atomic_output(args.out.with_suffix(".json")) as partial:
+        partial.write_text(json.dumps({"threads": args.threads, "results": results}, indent=1))
+    print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
