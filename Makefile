@@ -95,7 +95,7 @@ ghg-model: setup
 
 # Field-campaign planning on Africa: planner vs random vs cLHS, retrained, held-out region error.
 campaign-report: setup
-	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/campaign.py --threads 2 --seeds 5 --out training/reports/campaign_africa.md
+	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/campaign.py --threads 2 --seeds 10 --out training/reports/campaign_africa.md
 
 # Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 15 minutes on 2 cores).
 bench-imagery: setup

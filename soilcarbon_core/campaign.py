@@ -198,10 +198,11 @@ def plan_sites(
             )
         chosen.append(best)
         reductions.append(float(gain[best]))
-        # Condition the field on a measurement at the chosen site (rank-1 update).
-        weight = pool_pool[:, best] / np.sqrt(denominator[best]) if denominator[best] > 0 else 0.0
-        pool_area -= np.outer(weight, pool_area[best] / np.sqrt(denominator[best]))
-        pool_pool -= np.outer(weight, weight)
+        if denominator[best] > 0:  # condition the field on a measurement at the chosen site (rank-1 update)
+            scale = np.sqrt(denominator[best])
+            weight = pool_pool[:, best] / scale
+            pool_area -= np.outer(weight, pool_area[best] / scale)
+            pool_pool -= np.outer(weight, weight)
         available[best] = False
         if settings.min_spacing_m > 0:
             near = frame.metres(np.linalg.norm(pool_points - pool_points[best], axis=1))

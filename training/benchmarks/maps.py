@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -174,7 +173,9 @@ def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
                 rows = features[valid].astype(np.float32)
                 np.mean([m.predict(rows) for m in members], axis=0)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+    status = Path("/proc/self/status").read_text()
+    peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
     return {"mode": mode, "cells": grid.cells, "predicted": predicted, "seconds": seconds, "peak_mib": peak}
 
 
@@ -193,14 +194,15 @@ def measure(mode: str, cells: int, folder: Path, threads: int) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def report(results: list[dict], threads: int, command: str) -> str:
+def report(results: list[dict], threads: int, command: str, load: float) -> str:
     by = {(r["mode"], r["scale"]): r for r in results}
     scales = sorted({r["scale"] for r in results})
     lines = [
         "# Map prediction benchmark",
         "",
         f"Command: `{command}`. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}; threads: {threads} (torch, XGBoost, GDAL). One run each, every "
+        f"{platform.python_version()}; threads: {threads} (torch, XGBoost, GDAL); load average at start "
+        f"{load:.1f} (other jobs on the same cores slow every row alike). One run each, every "
         "measurement in its own process (peak RSS of that process). Covariates: the nine La Libertad "
         "terrain rasters resampled to the grid (tiled GeoTIFFs); models trained in the same run on the 118 "
         "La Libertad SOC stocks. Windows of 512 x 512 cells.",
@@ -250,6 +252,7 @@ def main() -> None:
 
     from soilcarbon_core.io.atomic import atomic_output
 
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.scratch or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
@@ -263,9 +266,11 @@ def main() -> None:
                 results.append(result)
     command = "python training/benchmarks/maps.py " + " ".join(sys.argv[1:])
     with atomic_output(args.out) as partial:
-        partial.write_text(report(results, args.threads, command))
+        partial.write_text(report(results, args.threads, command, load))
     with atomic_output(args.out.with_suffix(".json")) as partial:
-        partial.write_text(json.dumps({"threads": args.threads, "results": results}, indent=1))
+        partial.write_text(
+            json.dumps({"threads": args.threads, "load_average": load, "results": results}, indent=1)
+        )
     print(f"Wrote {args.out}")
 
 

@@ -1,0 +1,791 @@
+"""Field-campaign experiment on Africa: the campaign planner against random sampling and cLHS.
+
+    python training/benchmarks/campaign.py --out training/reports/campaign_africa.md --tune --seeds 10 \
+        --dev-seeds 5 --threads 2
+
+A region (a lon/lat box) of the AfSP topsoil data is held out. Per seed its sites (one sample per
+location) are split at random into test sites (40 %) and a candidate pool (60 %); the initial sparse
+sample is 250 random samples outside the region plus 25 random pool sites. The initial SpTGNN ensemble is
+trained on it, then N sites are added from the rest of the pool by (a) the planner
+(:func:`soilcarbon_core.campaign.plan_sites`, the map area being every region site, labels unused),
+(b) random sampling, (c) cLHS on the covariates (:func:`soilcarbon_training.clhs.clhs`, the initial
+region sites fixed); the ensemble is retrained from scratch and scored on the test sites.
+
+The validation split (early stopping, calibration) is drawn once per seed on the initial sample with the
+train job's functions; added sites always join the fitting set, so within a seed the methods differ only
+by the sites they add. With ``--tune`` a grid of planner settings is first run on a development region
+(another box); the setting with the lowest RMSE there joins the default planner on the evaluation region,
+whose test sites never choose anything. The report is rewritten after every seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial import cKDTree
+
+from soilcarbon_core.campaign import PlanInputs, PlannerSettings, plan_sites
+from soilcarbon_core.features import NodeTable
+from soilcarbon_core.graph import GraphParams
+from soilcarbon_core.graph.geometry import SpatialFrame
+from soilcarbon_core.io.atomic import atomic_output
+from soilcarbon_core.predictor import EnsemblePredictor, calibrated_metrics, finish_prediction
+from soilcarbon_training.clhs import clhs
+from soilcarbon_training.datasets import AFRICA_COVARIATES, load_africa, node_table
+from soilcarbon_training.folds import validation_split
+from soilcarbon_training.jobs import default_block_size, model_config_for
+from soilcarbon_training.trainer import EnsembleTrainer, FitResult, TrainConfig
+
+BASELINES = ("random", "cLHS")
+METRICS = ("rmse", "mae", "r2", "crps", "picp90")
+OTHER_METRICS = ("mae", "r2", "crps", "picp90")
+MEMBERS = 5
+
+
+@dataclass(frozen=True)
+class Box:
+    """A lon/lat box (degrees, west/south edges included)."""
+
+    name: str
+    lon_min: float
+    lon_max: float
+    lat_min: float
+    lat_max: float
+
+    def contains(self, lonlat: np.ndarray) -> np.ndarray:
+        lon, lat = lonlat[:, 0], lonlat[:, 1]
+        return (lon >= self.lon_min) & (lon < self.lon_max) & (lat >= self.lat_min) & (lat < self.lat_max)
+
+    def describe(self) -> str:
+        return (
+            f"{self.name}: lon {self.lon_min:g} to {self.lon_max:g}, lat {self.lat_min:g} to {self.lat_max:g}"
+        )
+
+
+#: Evaluation region: Kenya and Tanzania, the densest part of AfSP (AfSIS sentinel sites, LDSF plots).
+EVALUATION = Box("East Africa (Kenya, Tanzania)", 33.0, 42.0, -12.0, 5.0)
+#: Development region for choosing planner settings: West Africa (Ghana to Guinea), disjoint from EVALUATION.
+DEVELOPMENT = Box("West Africa (Guinea to Ghana)", -10.0, 2.0, 4.0, 12.0)
+REGIONS = {box.name: box for box in (EVALUATION, DEVELOPMENT)}
+
+
+@dataclass(frozen=True)
+class Design:
+    """Sizes of the experiment."""
+
+    outside: int = 250  #: initial samples drawn outside the region
+    initial_in_region: int = 25  #: initial samples drawn from the region's pool
+    test_fraction: float = 0.4
+    budgets: tuple[int, ...] = (25, 50, 100)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One seed's sample indices into the data set."""
+
+    test: np.ndarray
+    region: np.ndarray  #: every region site (test and pool): the planner's map area
+    initial: np.ndarray  #: outside samples, then the in-region initial sites
+    initial_in_region: np.ndarray
+    candidates: np.ndarray  #: pool sites not in the initial sample
+    fit: np.ndarray  #: initial samples that fit the networks
+    validation: np.ndarray  #: initial samples for early stopping and calibration
+
+
+def region_sites(lonlat: np.ndarray, box: Box) -> np.ndarray:
+    """Indices of the samples in ``box``, one per distinct location (the first in file order).
+
+    Topsoil horizons of one profile share a location; keeping one keeps a test site from having a
+    training twin at distance zero.
+    """
+    inside = np.flatnonzero(box.contains(lonlat))
+    _, first = np.unique(lonlat[inside], axis=0, return_index=True)
+    return np.sort(inside[first])
+
+
+def make_split(table: NodeTable, box: Box, design: Design, seed: int) -> Split:
+    lonlat = table.xy
+    rng = np.random.default_rng(seed)
+    region = region_sites(lonlat, box)
+    outside = np.flatnonzero(~box.contains(lonlat))
+    shuffled = rng.permutation(region)
+    n_test = round(design.test_fraction * region.size)
+    test, pool = np.sort(shuffled[:n_test]), shuffled[n_test:]
+    in_region = np.sort(pool[: design.initial_in_region])
+    candidates = np.sort(pool[design.initial_in_region :])
+    initial = np.concatenate([np.sort(rng.choice(outside, design.outside, replace=False)), in_region])
+    fit, validation = validation_split(
+        initial,
+        lonlat,
+        geographic=True,
+        block_size_m=default_block_size(table.select(initial), geographic=True),
+        seed=seed,
+    )
+    return Split(test, region, initial, in_region, candidates, fit, validation)
+
+
+@dataclass
+class Trained:
+    fit: FitResult
+    predictor: EnsemblePredictor
+    seconds: float
+
+
+class Experiment:
+    """The data set and the training settings: trains, scores and chooses sites for one seed's split."""
+
+    def __init__(
+        self, table: NodeTable, target: np.ndarray, covariates: np.ndarray, train: TrainConfig
+    ) -> None:
+        self.table = table
+        self.target = target
+        self.covariates = covariates
+        self.train_config = train
+        self.graph = GraphParams()
+
+    def train(self, split: Split, added: np.ndarray, seed: int) -> Trained:
+        """Train from scratch on the initial sample plus ``added`` (which all join the fitting set)."""
+        started = time.perf_counter()
+        config = TrainConfig(**{**self.train_config.to_dict(), "seed": seed})
+        # The network's initial weights follow the seed too, not only batches and bootstrap weights.
+        model_config = model_config_for(self.table, MEMBERS, seed=seed)
+        trainer = EnsembleTrainer(
+            model_config, config, self.graph, geographic=True, device=torch.device("cpu")
+        )
+        fit = trainer.fit(self.table, self.target, np.concatenate([split.fit, added]), split.validation)
+        reference = np.concatenate([split.initial, added])
+        predictor = trainer.predictor(
+            fit.network,
+            fit.normaliser,
+            self.table.select(reference),
+            self.target[reference],
+            calibrator=fit.calibrator,
+        )
+        return Trained(fit, predictor, time.perf_counter() - started)
+
+    def score(self, model: Trained, test: np.ndarray) -> dict[str, float]:
+        """Test-site metrics: RMSE, MAE, R2 of the mean; CRPS and PICP90 of the calibrated prediction."""
+        means, variances = model.predictor.member_predictions(self.table.select(test))
+        raw = finish_prediction(means, variances, None)
+        calibrated = finish_prediction(means, variances, model.fit.calibrator)
+        metrics = calibrated_metrics(
+            self.target[test], raw.mean, raw.total_sd, calibrated.total_sd, model.fit.calibrator.interval
+        )
+        return {k: float(metrics[k]) for k in METRICS}
+
+    def plan_inputs(self, model: Trained, index: np.ndarray) -> PlanInputs:
+        """What the planner reads of sites ``index``: place, covariates, the model's variances; no label."""
+        table = self.table.select(index)
+        prediction = model.predictor.predict(table)
+        features = model.fit.normaliser.similarity_features(table)
+        return PlanInputs(
+            coords=table.xy,
+            features=np.empty((len(index), 0)) if features is None else features,
+            epistemic_var=prediction.epistemic_sd**2,
+            aleatoric_var=prediction.aleatoric_sd**2,
+        )
+
+    def clhs_sites(self, split: Split, n: int, seed: int) -> np.ndarray:
+        """cLHS on the covariates of [initial region sites; candidates], the initial ones fixed."""
+        rows = np.concatenate([split.initial_in_region, split.candidates])
+        fixed = np.arange(split.initial_in_region.size)
+        return rows[clhs(self.covariates[rows], n, fixed=fixed, seed=seed)]
+
+
+def planner_label(settings: PlannerSettings) -> str:
+    spatial = f"{settings.spatial_range_m / 1000:g} km" if settings.spatial_range_m else "gap"
+    return f"planner L_f={settings.feature_range:g} L_s={spatial}"
+
+
+def run_seed(
+    experiment: Experiment,
+    box: Box,
+    design: Design,
+    seed: int,
+    planners: dict[str, PlannerSettings],
+    log: Callable[[str], None],
+) -> dict:
+    """One split: the initial model, then every method at every N, each retrained and scored."""
+    split = make_split(experiment.table, box, design, seed)
+    initial = experiment.train(split, np.empty(0, dtype=np.int64), seed)
+    result = {
+        "seed": seed,
+        "sizes": {
+            "region_sites": int(split.region.size),
+            "test": int(split.test.size),
+            "candidates": int(split.candidates.size),
+            "initial": int(split.initial.size),
+            "fit": int(split.fit.size),
+            "validation": int(split.validation.size),
+            "validation_in_region": int(np.isin(split.validation, split.region).sum()),
+        },
+        "initial": {**experiment.score(initial, split.test), "train_s": initial.seconds},
+        "plans": {},
+        "runs": [],
+    }
+    log(f"{box.name}, seed {seed}: initial rmse {result['initial']['rmse']:.3f} ({initial.seconds:.0f} s)")
+
+    started = time.perf_counter()
+    candidates = experiment.plan_inputs(initial, split.candidates)
+    area = experiment.plan_inputs(initial, split.region)  # the map area; test labels are never read
+    predict_s = time.perf_counter() - started
+    orders = {}
+    for name, settings in planners.items():
+        started = time.perf_counter()
+        plan = plan_sites(
+            candidates,
+            area,
+            experiment.table.xy[split.initial],
+            max(design.budgets),  # the greedy plan is nested: its first N sites are the N-site plan
+            geographic=True,
+            settings=replace(settings, seed=seed),
+        )
+        orders[name] = split.candidates[plan.chosen]
+        result["plans"][name] = {
+            "spatial_range_m": plan.spatial_range_m,
+            "area_epistemic_var_before": plan.area_var_before,
+            "area_epistemic_var_after": plan.area_var_after,
+            "median_nearest_sample_km": float(np.median(plan.nearest_sample_m) / 1000.0),
+            "seconds": predict_s + time.perf_counter() - started,
+        }
+    orders["random"] = np.random.default_rng([seed, 1]).permutation(split.candidates)
+
+    for n in design.budgets:
+        for method in [*planners, *BASELINES]:
+            started = time.perf_counter()
+            added = experiment.clhs_sites(split, n, seed) if method == "cLHS" else orders[method][:n]
+            select_s = time.perf_counter() - started
+            model = experiment.train(split, added, seed)
+            row = {"method": method, "n": n, **experiment.score(model, split.test)}
+            row.update(select_s=select_s, train_s=model.seconds, sites=added.tolist())
+            result["runs"].append(row)
+            log(f"{box.name}, seed {seed}: {method} N={n} rmse {row['rmse']:.3f} ({model.seconds:.0f} s)")
+    return result
+
+
+def run_phase(
+    experiment: Experiment,
+    box: Box,
+    design: Design,
+    seeds: int,
+    planners: dict[str, PlannerSettings],
+    log: Callable[[str], None],
+    after_seed: Callable[[dict], None],
+    resumed: dict | None = None,
+) -> dict:
+    """Every seed on one region; the summary is refreshed (and ``after_seed`` called) after each.
+
+    ``resumed``: the same phase from an interrupted run's JSON; its finished seeds are kept.
+    """
+    phase = {
+        "region": {"name": box.name, "box": box.describe()},
+        "design": {**asdict(design), "budgets": list(design.budgets)},
+        "planners": {name: settings.to_dict() for name, settings in planners.items()},
+        "methods": [*planners, *BASELINES],
+        "seeds": [],
+    }
+    if resumed is not None:
+        if any(resumed[key] != phase[key] for key in ("region", "design", "planners")):
+            raise SystemExit(f"Cannot resume {box.name}: the JSON was made with another design or planners.")
+        phase["seeds"] = resumed["seeds"][:seeds]
+        log(f"{box.name}: resuming after {len(phase['seeds'])} finished seed(s)")
+    for seed in range(len(phase["seeds"]), seeds):
+        phase["seeds"].append(run_seed(experiment, box, design, seed, planners, log))
+        phase["summary"] = summarise(phase)
+        after_seed(phase)
+    return phase
+
+
+def summarise(phase: dict) -> dict:
+    """Per method and N: metric means and sds over seeds; paired RMSE differences planner - baseline."""
+    from scipy.stats import ttest_rel
+
+    seeds, budgets = phase["seeds"], phase["design"]["budgets"]
+    table = {}
+    for n in budgets:
+        for method in phase["methods"]:
+            rows = [r for s in seeds for r in s["runs"] if r["method"] == method and r["n"] == n]
+            table[f"{method}|{n}"] = {m: _mean_sd([r[m] for r in rows]) for m in METRICS}
+    paired = []
+    for planner in phase["planners"]:
+        for n in budgets:
+            ours = np.array([_rmse(s, planner, n) for s in seeds])
+            for other in BASELINES:
+                theirs = np.array([_rmse(s, other, n) for s in seeds])
+                diff = ours - theirs
+                paired.append(
+                    {
+                        "planner": planner,
+                        "n": n,
+                        "against": other,
+                        "mean_diff": float(diff.mean()),
+                        "sd_diff": _sd(diff),
+                        "wins": int((diff < 0).sum()),
+                        "seeds": len(seeds),
+                        "p_paired_t": float(ttest_rel(ours, theirs).pvalue)
+                        if len(seeds) > 1
+                        else float("nan"),
+                    }
+                )
+    return {
+        "table": table,
+        "initial": {m: _mean_sd([s["initial"][m] for s in seeds]) for m in METRICS},
+        "paired": paired,
+    }
+
+
+def describe_added(phase: dict, table: NodeTable, target: np.ndarray) -> dict:
+    """What each method adds, averaged over seeds (labels read after the fact, to explain the RMSEs):
+    the mean target of its sites, and the median distance from a test site to its nearest sample."""
+    box = REGIONS[phase["region"]["name"]]
+    design = Design(**{**phase["design"], "budgets": tuple(phase["design"]["budgets"])})
+    frame = SpatialFrame(geographic=True)
+    rows: dict[str, list] = {}
+    for seed_result in phase["seeds"]:
+        split = make_split(table, box, design, seed_result["seed"])
+        test_points = frame.embed(table.xy[split.test])
+
+        def gap_km(added: np.ndarray, split: Split = split, test_points: np.ndarray = test_points) -> float:
+            chord, _ = cKDTree(frame.embed(table.xy[np.concatenate([split.initial, added])])).query(
+                test_points
+            )
+            return float(np.median(frame.metres(chord)) / 1000.0)
+
+        rows.setdefault("candidates", []).append((float(target[split.candidates].mean()), float("nan")))
+        rows.setdefault("initial", []).append((float("nan"), gap_km(np.empty(0, dtype=np.int64))))
+        for run in seed_result["runs"]:
+            added = np.asarray(run["sites"], dtype=np.int64)
+            rows.setdefault(f"{run['method']}|{run['n']}", []).append(
+                (float(target[added].mean()), gap_km(added))
+            )
+    return {
+        key: {
+            "added_target_mean": float(np.mean([v[0] for v in values])),
+            "test_gap_km": float(np.mean([v[1] for v in values])),
+        }
+        for key, values in rows.items()
+    }
+
+
+def _mean_sd(values) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "sd": _sd(values)}
+
+
+def _sd(values) -> float:
+    """Sample standard deviation over seeds (0 for a single seed)."""
+    values = np.asarray(values, dtype=float)
+    return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
+def _rmse(seed_result: dict, method: str, n: int) -> float:
+    return next(r["rmse"] for r in seed_result["runs"] if r["method"] == method and r["n"] == n)
+
+
+def mean_rmse(phase: dict, method: str) -> float:
+    """A method's RMSE averaged over seeds and N (the development criterion)."""
+    return float(
+        np.mean(
+            [phase["summary"]["table"][f"{method}|{n}"]["rmse"]["mean"] for n in phase["design"]["budgets"]]
+        )
+    )
+
+
+def verdict(summary: dict, planner: str, budgets: list[int]) -> str:
+    """Whether ``planner`` beats both baselines (lower mean RMSE at every N), and how firmly."""
+    rows = [p for p in summary["paired"] if p["planner"] == planner]
+    beats = {other: sum(p["mean_diff"] < 0 for p in rows if p["against"] == other) for other in BASELINES}
+    significant = sum(p["mean_diff"] < 0 and p["p_paired_t"] < 0.05 for p in rows)
+    worse = sum(p["mean_diff"] > 0 and p["p_paired_t"] < 0.05 for p in rows)
+    text = (
+        f"`{planner}`: lower mean RMSE than random at {beats['random']} of {len(budgets)} N and than "
+        f"cLHS at {beats['cLHS']} of {len(budgets)} N; of the {len(rows)} paired comparisons "
+        f"{significant} favour it and {worse} go against it at p < 0.05 (paired t-test over seeds, "
+        "not corrected for multiplicity)."
+    )
+    if all(v == len(budgets) for v in beats.values()):
+        if significant == len(rows):
+            return f"{text} **Target met**: it beats random sampling and cLHS at every N."
+        return (
+            f"{text} **Target met on the means only**: its mean RMSE is the lowest at every N, but not "
+            "every difference stands out from the seed-to-seed spread."
+        )
+    return f"{text} **Target not met**: it does not beat both baselines at every N."
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    phase = report["evaluation"]
+    budgets, methods, summary = phase["design"]["budgets"], phase["methods"], phase["summary"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    offsets = np.linspace(-1.5, 1.5, len(methods))  # side by side, so the error bars do not overlap
+    for offset, method in zip(offsets, methods, strict=True):
+        cells = [summary["table"][f"{method}|{n}"]["rmse"] for n in budgets]
+        ax.errorbar(
+            np.array(budgets) + offset,
+            [c["mean"] for c in cells],
+            yerr=[c["sd"] for c in cells],
+            marker="o",
+            capsize=3,
+            label=method,
+        )
+    ax.axhline(summary["initial"]["rmse"]["mean"], color="grey", linestyle="--", label="initial (N = 0)")
+    ax.set_xlabel("N added sites")
+    ax.set_ylabel(f"test RMSE ({report['unit']})")
+    ax.set_xticks(budgets)
+    ax.set_title(
+        f"{phase['region']['name']}: mean ± sd over {_plural(len(phase['seeds']), 'seed')}", fontsize=10
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_output(path) as partial:
+        fig.savefig(partial, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(cell: dict) -> str:
+    return f"{cell['mean']:.3f} ± {cell['sd']:.3f}"
+
+
+def _settings_text(settings: dict, plans: list[dict]) -> str:
+    spatial = settings["spatial_range_m"]
+    if spatial:
+        spatial_text = f"{spatial / 1000:g} km"
+    else:
+        ranges = [p["spatial_range_m"] / 1000 for p in plans]
+        spatial_text = (
+            "the median distance from the area to the nearest existing sample (default; "
+            f"{min(ranges):.0f}-{max(ranges):.0f} km over the seeds)"
+        )
+    return f"L_f = {settings['feature_range']:g} sd, L_s = {spatial_text}"
+
+
+def _results(phase: dict, unit: str, detail: bool = True) -> list[str]:
+    """The RMSE table and the verdicts of one phase; with ``detail`` the other metrics and the paired
+    comparisons too."""
+    budgets, methods, summary = phase["design"]["budgets"], phase["methods"], phase["summary"]
+    lines = [
+        f"Test RMSE ({unit}), mean ± sd over {_plural(len(phase['seeds']), 'seed')}. Initial model "
+        f"(N = 0): RMSE {_fmt(summary['initial']['rmse'])}, R2 {_fmt(summary['initial']['r2'])}.",
+        "",
+        "| N | " + " | ".join(methods) + " |",
+        "|---" * (len(methods) + 1) + "|",
+    ]
+    for n in budgets:
+        lines.append(
+            f"| {n} | " + " | ".join(_fmt(summary["table"][f"{m}|{n}"]["rmse"]) for m in methods) + " |"
+        )
+    verdicts = ["", *(f"- {verdict(summary, planner, budgets)}" for planner in phase["planners"])]
+    if not detail:
+        return lines + verdicts
+    lines += [
+        "",
+        "Other metrics, mean over seeds: MAE, R2, CRPS and PICP90 (calibrated 90 % interval).",
+        "",
+        "| N | method | MAE | R2 | CRPS | PICP90 |",
+        "|---|---|---|---|---|---|",
+        "| 0 | initial | " + " | ".join(f"{summary['initial'][k]['mean']:.3f}" for k in OTHER_METRICS) + " |",
+    ]
+    for n in budgets:
+        for m in methods:
+            cell = summary["table"][f"{m}|{n}"]
+            lines.append(
+                f"| {n} | {m} | " + " | ".join(f"{cell[k]['mean']:.3f}" for k in OTHER_METRICS) + " |"
+            )
+    lines += [
+        "",
+        "Paired comparison (same seed: same split, initial sample and training seed): planner RMSE minus "
+        "baseline RMSE (negative: the planner is better); wins: seeds where the planner's RMSE is lower.",
+        "",
+        "| planner | N | against | mean diff ± sd | wins | p (paired t) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in summary["paired"]:
+        lines.append(
+            f"| {p['planner']} | {p['n']} | {p['against']} | {p['mean_diff']:+.3f} ± {p['sd_diff']:.3f} | "
+            f"{p['wins']} / {p['seeds']} | {p['p_paired_t']:.3f} |"
+        )
+    return lines + verdicts
+
+
+def render(report: dict) -> str:
+    phase, development = report["evaluation"], report.get("development")
+    design, seeds = phase["design"], phase["seeds"]
+    sizes = seeds[0]["sizes"]
+    in_region = [s["sizes"]["validation_in_region"] for s in seeds]
+    lines = [
+        f"# Field-campaign experiment: {phase['region']['name']}",
+        "",
+        f"Command: `{report['command']}`. Machine: {report['machine']['cpus']} CPUs, Python "
+        f"{report['machine']['python']}, torch {report['machine']['torch']}, {report['threads']} torch "
+        f"threads. Run time {report['seconds'] / 60:.1f} min.",
+        "",
+        "## Design",
+        "",
+        f"- Data: AfSP topsoil ORCDRC ({report['unit']}), {report['samples']:,} samples; covariates "
+        f"{', '.join(AFRICA_COVARIATES)} (measured at the sites, so known wherever the map is made).",
+        f"- Evaluation region ({phase['region']['box']}): {sizes['region_sites']:,} sites, one sample per "
+        "location (horizons of one profile share a location; the first is kept). Per seed the sites are "
+        f"split at random into {sizes['test']:,} test sites ({design['test_fraction']:.0%}) and a pool.",
+        f"- Initial sparse sample: {design['outside']} random samples outside the region + "
+        f"{design['initial_in_region']} random pool sites. Candidates: the other {sizes['candidates']:,} "
+        "pool sites.",
+        "- Validation (early stopping, calibration): whole spatial blocks (a tenth of the initial sample's "
+        "bounding-box diagonal) drawn once per seed on the initial sample by `folds.validation_split`, as "
+        f"the train job does: {sizes['validation']} samples, of which {_span(in_region)} in the region "
+        "(by seed). "
+        "Added sites always join the fitting set, so within a seed the methods differ only by the sites "
+        "they add.",
+        f"- Model: SpTGNN ensemble of {MEMBERS}, at most {report['train_config']['epochs']} epochs, "
+        f"batches of {report['train_config']['batch_size']} (with 300-400 samples the default 1024 makes "
+        f"an epoch a single step), patience {report['train_config']['patience']}; retrained from scratch "
+        "for every method and N with the seed's training seed (weights, batches, bootstrap). Test sites "
+        "are predicted as queries; every training sample is a reference node.",
+        f"- N = {', '.join(map(str, design['budgets']))} added sites chosen by:",
+        "  - **planner** (`soilcarbon_core/campaign.py`): greedy choice of the candidate that most lowers "
+        "the area's mean epistemic variance, modelling the ensemble's error as a Gaussian field (variance = "
+        "epistemic variance, correlation decaying with ground distance over L_s and with similarity-feature "
+        "distance over L_f), a measurement's noise = the aleatoric variance, then a Kalman update of the "
+        "field. Area: every region site (pool and test; covariates and places, never test labels). "
+        "Planned once per seed with N = 100; its first N sites are the N-site plan. Settings: "
+        + "; ".join(
+            f"`{name}`: {_settings_text(settings, [s['plans'][name] for s in seeds])}"
+            for name, settings in phase["planners"].items()
+        )
+        + f"; at most {next(iter(phase['planners'].values()))['max_candidates']} candidates and "
+        f"{next(iter(phase['planners'].values()))['max_area_cells']} area cells (random subsets beyond).",
+        "  - **random**: a random permutation of the candidates, its first N.",
+        "  - **cLHS** (`soilcarbon_training/clhs.py`, 10,000 annealing iterations): on the raw covariates "
+        "of [initial region sites; candidates], the initial region sites fixed; one run per N.",
+    ]
+    if development:
+        lines.append(
+            f"- Planner settings were chosen on a development region ({development['region']['box']}), "
+            f"{_plural(len(development['seeds']), 'seed')}, never on the evaluation region: see the section "
+            "after the results."
+        )
+    lines += [
+        "",
+        "## Results",
+        "",
+        *_results(phase, report["unit"]),
+        "",
+        f"![RMSE against N]({report['png']})",
+        "",
+    ]
+    if development:
+        dev_sizes = development["seeds"][0]["sizes"]
+        lines += [
+            "## Development region: choosing the planner's settings",
+            "",
+            f"Region {development['region']['box']}: {dev_sizes['region_sites']:,} sites, "
+            f"{dev_sizes['test']:,} test sites, {dev_sizes['candidates']:,} candidates; the same design and "
+            f"training. Grid: L_f in {_listing(report['grid']['feature_range'])} sd, L_s in "
+            f"{_listing(report['grid']['spatial_range_km'])} km (0: the default, the median gap). "
+            "Criterion: the lowest RMSE averaged over seeds and N. Mean RMSE over N per method: "
+            + ", ".join(f"`{m}` {mean_rmse(development, m):.3f}" for m in development["methods"])
+            + f". Chosen: `{report['chosen']}`.",
+            "",
+            *_results(development, report["unit"], detail=False),
+            "",
+        ]
+    if "added" in phase:
+        lines += ["## What the methods add (evaluation region)", "", *_added(phase, report["unit"]), ""]
+    train_s = [r["train_s"] for p in _phases(report) for s in p["seeds"] for r in s["runs"]]
+    train_s += [s["initial"]["train_s"] for p in _phases(report) for s in p["seeds"]]
+    plan_s = [plan["seconds"] for p in _phases(report) for s in p["seeds"] for plan in s["plans"].values()]
+    clhs_s = [
+        r["select_s"] for p in _phases(report) for s in p["seeds"] for r in s["runs"] if r["method"] == "cLHS"
+    ]
+    lines += [
+        "## Time",
+        "",
+        f"{len(train_s)} ensembles trained, {np.mean(train_s):.1f} s each on average (training and the "
+        f"predictor's reference graph); a plan {np.mean(plan_s):.1f} s (predicting the candidates and the "
+        f"area included); a cLHS run {np.mean(clhs_s):.1f} s. Total {report['seconds'] / 60:.1f} min.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _added(phase: dict, unit: str) -> list[str]:
+    added = phase["added"]
+    lines = [
+        "Mean over seeds, read after the fact to explain the RMSEs (no method sees these labels): the mean "
+        f"target of the added sites (candidates: {added['candidates']['added_target_mean']:.1f} {unit}), "
+        "and the median distance from a test site to its nearest training sample (initial sample: "
+        f"{added['initial']['test_gap_km']:.1f} km).",
+        "",
+        f"| N | method | mean target of added sites ({unit}) | median test-site gap (km) |",
+        "|---|---|---|---|",
+    ]
+    for n in phase["design"]["budgets"]:
+        for m in phase["methods"]:
+            cell = added[f"{m}|{n}"]
+            lines.append(f"| {n} | {m} | {cell['added_target_mean']:.1f} | {cell['test_gap_km']:.1f} |")
+    return lines
+
+
+def _span(values: list[int]) -> str:
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _phases(report: dict) -> list[dict]:
+    return [p for p in (report.get("development"), report.get("evaluation")) if p]
+
+
+def _listing(values: list[float]) -> str:
+    return "{" + ", ".join(f"{v:g}" for v in values) + "}"
+
+
+def _floats(text: str) -> list[float]:
+    return [float(v) for v in text.split(",")]
+
+
+def write(report: dict, out: Path) -> None:
+    """The JSON, and once the evaluation region has a seed, the PNG and the Markdown; each atomically."""
+    with atomic_output(out.with_suffix(".json")) as partial:
+        partial.write_text(json.dumps(report, indent=1))
+    if "evaluation" in report:
+        plot(report, out.with_suffix(".png"))
+        with atomic_output(out) as partial:
+            partial.write_text(render(report))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("training/reports/campaign_africa.md"))
+    parser.add_argument("--seeds", type=int, default=5, help="seeds on the evaluation region")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--epochs", type=int, default=60)
+    # 64, not the default 1024: with 300-400 training samples a 1024 batch makes an epoch one step.
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--patience", type=int, default=TrainConfig.patience)
+    parser.add_argument("--budgets", default="25,50,100", help="N values, comma-separated")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="first choose the planner's settings on the development region; the evaluation then runs "
+        "the default and the chosen planner",
+    )
+    parser.add_argument("--dev-seeds", type=int, default=5, help="seeds on the development region")
+    parser.add_argument("--feature-ranges", default="0.25,0.5,1.0", help="L_f grid (sd) for --tune")
+    parser.add_argument("--spatial-ranges-km", default="0,200", help="L_s grid (km; 0: default) for --tune")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2 seeds (1 dev), N = 5, 10, 3 epochs"
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the seeds already in the report's JSON and run the rest"
+    )
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="no training: recompute the added-site description and rewrite the report from its JSON",
+    )
+    args = parser.parse_args(argv)
+    if args.render_only:
+        report = json.loads(args.out.with_suffix(".json").read_text())
+        dataset = load_africa()
+        for phase in _phases(report):
+            phase["added"] = describe_added(phase, node_table(dataset), dataset.target)
+        write(report, args.out)
+        return 0
+    seeds, dev_seeds, epochs = args.seeds, args.dev_seeds, args.epochs
+    budgets = tuple(int(b) for b in args.budgets.split(","))
+    if args.quick:
+        seeds, dev_seeds, budgets, epochs = 2, 1, (5, 10), 3
+
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    dataset = load_africa()
+    design = Design(budgets=budgets)
+    train_config = TrainConfig(epochs=epochs, batch_size=args.batch_size, patience=args.patience)
+    experiment = Experiment(
+        node_table(dataset), dataset.target, dataset.covariates.to_numpy(np.float64), train_config
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "command": " ".join(["python", "training/benchmarks/campaign.py", *(argv or sys.argv[1:])]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "threads": args.threads,
+        "samples": len(dataset.target),
+        "unit": dataset.unit,
+        "train_config": train_config.to_dict(),
+        "png": args.out.with_suffix(".png").name,
+    }
+
+    previous = json.loads(args.out.with_suffix(".json").read_text()) if args.resume else {}
+    if previous:
+        if previous["train_config"] != report["train_config"]:
+            raise SystemExit("Cannot resume: the JSON was made with other training settings.")
+        report["command"] = f"{previous['command']}; then {report['command']}"
+        started -= previous.get("seconds", 0.0)  # the reported run time includes the interrupted run
+
+    def log(message: str) -> None:
+        print(f"[{(time.perf_counter() - started) / 60:5.1f} min] {message}", flush=True)
+
+    def saver(key: str) -> Callable[[dict], None]:
+        """Write the report with ``phase`` as its ``key``; after every seed, so a stopped run keeps them."""
+
+        def save(phase: dict) -> None:
+            report[key] = phase
+            report["seconds"] = time.perf_counter() - started
+            write(report, args.out)
+
+        return save
+
+    default = PlannerSettings()
+    planners = {"planner": default}
+    if args.tune:
+        grid = {
+            planner_label(settings): settings
+            for settings in (
+                PlannerSettings(feature_range=f, spatial_range_m=1000.0 * km)
+                for f in _floats(args.feature_ranges)
+                for km in _floats(args.spatial_ranges_km)
+            )
+        }
+        report["grid"] = {
+            "feature_range": _floats(args.feature_ranges),
+            "spatial_range_km": _floats(args.spatial_ranges_km),
+        }
+        dev = previous.get("development")
+        report["development"] = run_phase(
+            experiment, DEVELOPMENT, design, dev_seeds, grid, log, saver("development"), dev
+        )
+        report["chosen"] = min(grid, key=lambda name: mean_rmse(report["development"], name))
+        chosen = grid[report["chosen"]]
+        log(f"chosen on the development region: {report['chosen']}")
+        if chosen != default:
+            planners["planner (dev-tuned)"] = chosen
+    evaluation = previous.get("evaluation")
+    report["evaluation"] = run_phase(
+        experiment, EVALUATION, design, seeds, planners, log, saver("evaluation"), evaluation
+    )
+    for phase in _phases(report):
+        phase["added"] = describe_added(phase, experiment.table, experiment.target)
+    write(report, args.out)
+    for planner in planners:
+        log(verdict(report["evaluation"]["summary"], planner, list(budgets)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
