@@ -34,7 +34,7 @@ are capped likewise; memory is O(candidates x area cells).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -84,8 +84,20 @@ class PlanInputs:
     epistemic_var: np.ndarray
     aleatoric_var: np.ndarray
 
+    @classmethod
+    def from_prediction(cls, table, normaliser, prediction) -> PlanInputs:
+        """The planner's view of places predicted by a model: a :class:`NodeTable`, the model's
+        :class:`Normaliser` and the places' :class:`Prediction` (calibrated sds)."""
+        features = normaliser.similarity_features(table)
+        return cls(
+            coords=table.xy,
+            features=np.empty((len(table), 0)) if features is None else features,
+            epistemic_var=prediction.epistemic_sd**2,
+            aleatoric_var=prediction.aleatoric_sd**2,
+        )
+
     def take(self, index: np.ndarray) -> PlanInputs:
-        return PlanInputs(*(np.asarray(a)[index] for a in self.__dict__.values()))
+        return PlanInputs(*(np.asarray(getattr(self, f.name))[index] for f in fields(self)))
 
     def __len__(self) -> int:
         return len(self.epistemic_var)
@@ -161,7 +173,7 @@ def plan_sites(
     pool_points = frame.embed(pool.coords, "candidate coordinates")
     area_points = frame.embed(area.coords, "area coordinates")
     sample_points = frame.embed(np.asarray(samples, dtype=np.float64).reshape(-1, 2), "sample coordinates")
-    nearest = _nearest_distance(frame, pool_points, sample_points)
+    nearest = nearest_distance(frame, pool_points, sample_points)
     spatial_range = settings.spatial_range_m or _default_spatial_range(frame, area_points, sample_points)
 
     def covariance(a: PlanInputs, a_points: np.ndarray, b: PlanInputs, b_points: np.ndarray) -> np.ndarray:
@@ -222,8 +234,9 @@ def plan_sites(
     )
 
 
-def _nearest_distance(frame: SpatialFrame, points: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """Ground distance (m) from each point to its nearest sample (inf without samples)."""
+def nearest_distance(frame: SpatialFrame, points: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Ground distance (m) from each of ``points`` to its nearest of ``samples`` (both tree points of
+    ``frame``, :meth:`SpatialFrame.embed`); inf without samples."""
     from scipy.spatial import cKDTree
 
     if not len(samples):
@@ -234,7 +247,7 @@ def _nearest_distance(frame: SpatialFrame, points: np.ndarray, samples: np.ndarr
 
 def _default_spatial_range(frame: SpatialFrame, area: np.ndarray, samples: np.ndarray) -> float:
     """L_s: the median distance from the area's cells to their nearest existing sample (at least 1 m)."""
-    distances = _nearest_distance(frame, area, samples)
+    distances = nearest_distance(frame, area, samples)
     finite = distances[np.isfinite(distances)]
     if finite.size == 0:
         # No existing sample: a tenth of the area's extent.
@@ -308,14 +321,7 @@ def plan_campaign(
             "Check that the rasters cover the candidate area.",
         )
     kept = np.flatnonzero(valid)
-    table = table.select(kept)
-    features = model.normaliser.similarity_features(table)
-    inputs = PlanInputs(
-        coords=table.xy,
-        features=np.empty((len(kept), 0)) if features is None else features,
-        epistemic_var=prediction.epistemic_sd[kept] ** 2,
-        aleatoric_var=prediction.aleatoric_sd[kept] ** 2,
-    )
+    inputs = PlanInputs.from_prediction(table.select(kept), model.normaliser, prediction.take(kept))
     plan = plan_sites(
         inputs,
         inputs,

@@ -45,6 +45,10 @@ class Prediction:
     lower: np.ndarray
     upper: np.ndarray
 
+    def take(self, index: np.ndarray) -> Prediction:
+        """The prediction at places ``index``."""
+        return Prediction(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
+
     def columns(self) -> dict[str, np.ndarray]:
         values = (self.mean, self.aleatoric_sd, self.epistemic_sd, self.total_sd, self.lower, self.upper)
         return dict(zip(PREDICTION_FIELDS, values, strict=True))

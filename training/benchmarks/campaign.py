@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from soilcarbon_core.campaign import PlanInputs, PlannerSettings, plan_sites
+from soilcarbon_core.campaign import PlanInputs, PlannerSettings, nearest_distance, plan_sites
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import GraphParams
 from soilcarbon_core.graph.geometry import SpatialFrame
@@ -188,14 +188,7 @@ class Experiment:
     def plan_inputs(self, model: Trained, index: np.ndarray) -> PlanInputs:
         """What the planner reads of sites ``index``: place, covariates, the model's variances; no label."""
         table = self.table.select(index)
-        prediction = model.predictor.predict(table)
-        features = model.fit.normaliser.similarity_features(table)
-        return PlanInputs(
-            coords=table.xy,
-            features=np.empty((len(index), 0)) if features is None else features,
-            epistemic_var=prediction.epistemic_sd**2,
-            aleatoric_var=prediction.aleatoric_sd**2,
-        )
+        return PlanInputs.from_prediction(table, model.fit.normaliser, model.predictor.predict(table))
 
     def clhs_sites(self, split: Split, n: int, seed: int) -> np.ndarray:
         """cLHS on the covariates of [initial region sites; candidates], the initial ones fixed."""
@@ -359,9 +352,13 @@ def describe_added(phase: dict, table: NodeTable, target: np.ndarray) -> dict:
     design = Design(**{**phase["design"], "budgets": tuple(phase["design"]["budgets"])})
     frame = SpatialFrame(geographic=True)
 
-    def nearest_km(points: np.ndarray, to: np.ndarray, k: int = 1) -> float:
-        chord, _ = cKDTree(frame.embed(to)).query(frame.embed(points), k=k)
-        return float(np.median(frame.metres(chord if k == 1 else chord[:, -1])) / 1000.0)
+    def nearest_km(points: np.ndarray, to: np.ndarray) -> float:
+        return float(np.median(nearest_distance(frame, frame.embed(points), frame.embed(to))) / 1000.0)
+
+    def spacing_km(points: np.ndarray) -> float:
+        """Median distance from a site to the nearest other site (k = 2: the first is itself)."""
+        chord, _ = cKDTree(frame.embed(points)).query(frame.embed(points), k=2)
+        return float(np.median(frame.metres(chord[:, -1])) / 1000.0)
 
     rows: dict[str, list[dict]] = {}
     for seed_result in phase["seeds"]:
@@ -374,7 +371,7 @@ def describe_added(phase: dict, table: NodeTable, target: np.ndarray) -> dict:
             rows.setdefault(f"{run['method']}|{run['n']}", []).append(
                 {
                     "target": float(target[added].mean()),
-                    "spacing_km": nearest_km(table.xy[added], table.xy[added], k=2),  # k=2: not itself
+                    "spacing_km": spacing_km(table.xy[added]),
                     "test_gap_km": nearest_km(test_xy, table.xy[np.concatenate([split.initial, added])]),
                 }
             )
