@@ -15,10 +15,11 @@ CORE_RUN := PYTHONPATH=$(CURDIR):$(CURDIR)/training $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system core-command demo test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model campaign-report lint package lock clean
+.PHONY: help setup system core-command demo screenshot test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model campaign-report lint package lock clean
 
 help:
 	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
+	@echo "make screenshot  QGIS (under Xvfb) showing the demo prediction styled by the plugin: docs/images/qgis_demo.png"
 	@echo "make test     set up, then run the core and the plugin test suites"
 	@echo "make setup    Debian packages + core env + QGIS env (idempotent)"
 	@echo "make bench    benchmarks (sampling, graph, ensemble, training step, imagery, 1M/10M-cell maps), figures in training/reports/"
@@ -70,6 +71,13 @@ demo: setup
 	$(CORE_RUN) -m soilcarbon_core predict $(DEMO_MODEL) --grid $(LL)/SRTMGL1_SRTMGL1.2.sdat \
 	  $(DEMO_TERRAIN) $(call DEMO_LANDSAT,raster) $(DEMO_CHIPS) -o $(OUT)/demo_soc_map.tif \
 	  --plot $(OUT)/demo_soc_map.png
+
+# A screenshot of the QGIS desktop (under Xvfb, in a throw-away profile with the plugin staged) showing the
+# demo's points, mean map and legend as the plugin styles them.
+screenshot:
+	@test -f $(OUT)/demo_soc_map.tif || { echo "$(OUT)/demo_soc_map.tif is missing: run make demo first"; exit 1; }
+	SOILCARBON_CORE_PYTHON=$(CORE_PY) /usr/bin/python3 scripts/qgis_screenshot.py --points $(OUT)/demo_soc_points.gpkg \
+	  --map $(OUT)/demo_soc_map.tif --model $(DEMO_MODEL) --out docs/images/qgis_demo.png
 
 test: setup test-core test-plugin
 

@@ -4,4 +4,4 @@ It never imports QGIS. Use it from the command line (``soilcarbon``), from Pytho
 worker process (``python -m soilcarbon_core.worker``) that the plugin drives.
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

@@ -284,6 +284,38 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph(args: argparse.Namespace) -> int:
+    from soilcarbon_core.graph.export import export_graph
+
+    bar, progress = _progress_bar("Building the graph")
+    with bar:
+        summary = export_graph(
+            args.model,
+            args.output,
+            points=args.points,
+            rasters=_rasters(args.raster),
+            imagery=_imagery_inputs(args),
+            method=args.method,
+            date=args.date,
+            device=args.device,
+            progress=progress,
+            **(_read_options(args) if args.points else {}),
+        )
+    counts = ", ".join(f"{name} {count}" for name, count in summary["relations"].items())
+    print(
+        f"Wrote {summary['output']} (layer '{summary['layer']}'): edges among the "
+        f"{summary['n_reference']} reference samples: {counts or 'none'}."
+    )
+    if args.points:
+        print(
+            f"  {summary['n_query_edges']} edges attach {summary['n_query_attached']} of "
+            f"{summary['n_query']} points."
+        )
+    for name, why in summary["skipped"].items():
+        print(f"  no {name} relation: {why}")
+    return 0
+
+
 def _environment(args: argparse.Namespace) -> int:
     from soilcarbon_core.worker.tasks import TaskContext, environment
 
@@ -529,6 +561,20 @@ def _add_model_commands(commands) -> None:
     _add_grid_options(plan, "candidate cells")
     _add_point_options(plan)
     plan.set_defaults(run=_plan)
+
+    graph = commands.add_parser(
+        "graph",
+        help="the model's soil graph as lines (GeoPackage), optionally with the edges of query points",
+        description="Write the graph prediction builds over the model's reference samples (spatial, "
+        "spectral and elevation relations) as a line layer 'graph' in the model's CRS; with points, also "
+        "the edges that attach each point to its reference neighbours.",
+    )
+    graph.add_argument("model", help="model directory or .zip")
+    graph.add_argument("points", nargs="?", help="query points whose edges to draw as well")
+    graph.add_argument("-o", "--output", required=True, help="output .gpkg (layer 'graph')")
+    graph.add_argument("--date", help="sampling date (YYYY-MM-DD) of the points when the model uses dates")
+    _add_point_options(graph)
+    graph.set_defaults(run=_graph)
 
 
 def _ghg_predict(args: argparse.Namespace) -> int:

@@ -57,6 +57,34 @@ def imagery_encoder(model: SoilCarbonModel, imagery: ImageryInputs | None, devic
     return imagery.encoder(settings, head_state=model.backbone, device=device)
 
 
+def query_table(
+    model: SoilCarbonModel,
+    points: SamplePoints,
+    rasters,
+    method: str,
+    progress: ProgressCallback = silent,
+    encoder=None,
+) -> tuple[NodeTable, np.ndarray]:
+    """The model's inputs at ``points`` as query nodes, and which of them can be predicted.
+
+    Features come from the points' fields, the ``rasters`` sampled with ``method`` and, with
+    ``encoder``, the imagery chips. Returns the points' :class:`NodeTable` (n rows, in the model's CRS)
+    and ``valid`` (n,) bool: located, with every raster feature known."""
+    available, _, _ = available_features(
+        points, rasters, method=method, progress=scaled(progress, 0.0, 2 / 3)
+    )
+    if encoder is not None:
+        available.update(chip_features(points.lonlat(), encoder, scaled(progress, 2 / 3, 1.0)))
+    table = model.schema.table(points, available)
+    # Outside a raster or on its nodata there is no prediction; a missing field value is handled by
+    # the model (missing-value flags), as in training.
+    valid = np.isfinite(table.lonlat).all(axis=1)
+    for name in model.schema.features:
+        if model.schema.sources.get(name) == "raster":
+            valid &= np.isfinite(available[name])
+    return table, valid
+
+
 def predict_valid(
     model: SoilCarbonModel,
     predictor,
@@ -66,22 +94,13 @@ def predict_valid(
     progress: ProgressCallback,
     encoder=None,
 ) -> tuple[Prediction, np.ndarray, NodeTable]:
-    """Predict points whose needed features are all known; the others get NaN.
+    """Predict points whose needed features are all known (:func:`query_table`); the others get NaN.
 
     Returns the prediction, ``valid`` (n,) bool and the points' :class:`NodeTable` (the model's inputs).
 
     Imagery chips (``encoder``) that are masked do not stop a prediction: the stream's mask token
     stands in, as in training."""
-    available, _, _ = available_features(points, rasters, method=method, progress=scaled(progress, 0.0, 0.2))
-    if encoder is not None:
-        available.update(chip_features(points.lonlat(), encoder, scaled(progress, 0.2, 0.3)))
-    table = model.schema.table(points, available)
-    # Outside a raster or on its nodata there is no prediction; a missing field value is handled by
-    # the model (missing-value flags), as in training.
-    valid = np.isfinite(table.lonlat).all(axis=1)
-    for name in model.schema.features:
-        if model.schema.sources.get(name) == "raster":
-            valid &= np.isfinite(available[name])
+    table, valid = query_table(model, points, rasters, method, scaled(progress, 0.0, 0.3), encoder)
     columns = {name: np.full(len(points), np.nan) for name in Prediction.__dataclass_fields__}
     if valid.any():
         prediction = predictor.predict(

@@ -19,6 +19,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeatureSource,
     QgsProcessingFeedback,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingUtils,
@@ -62,6 +63,16 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
 
     def tr(self, text: str) -> str:
         return QCoreApplication.translate(type(self).__name__, text)
+
+    def add_advanced(self, *parameters: QgsProcessingParameterDefinition) -> None:
+        """Add ``parameters`` under the dialog's 'Advanced parameters'."""
+        self.add_parameters(parameters, advanced=True)
+
+    def add_parameters(self, parameters, advanced: bool = False) -> None:
+        for parameter in parameters:
+            if advanced:
+                parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
 
     def add_points_input(self) -> None:
         self.addParameter(
@@ -127,8 +138,10 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
         context: QgsProcessingContext,
         feedback: QgsProcessingFeedback,
         layer_label: str,
+        fields: list[str] | tuple[str, ...] = (),
     ) -> str:
-        """Write the source's points (geometry and a join key only) to a temporary GeoPackage."""
+        """Write the source's points to a temporary GeoPackage: geometry, a join key and ``fields``
+        (the attributes the worker reads, e.g. a target, covariates or a date; by name)."""
         if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PointGeometry:
             raise QgsProcessingException(
                 self.tr("'{0}' is not a point layer; use Vector › Geometry › Centroids first.").format(
@@ -149,13 +162,22 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
                 )
             )
         path = QgsProcessingUtils.generateTempFilename("points.gpkg")
-        fields = QgsFields()
-        fields.append(QgsField(JOIN_FIELD, QVariant.LongLong))
+        names = list(dict.fromkeys(fields))
+        copied = [source.fields().lookupField(name) for name in names]
+        if any(index < 0 for index in copied):
+            missing = [name for name, index in zip(names, copied, strict=True) if index < 0]
+            raise QgsProcessingException(
+                self.tr("The points layer '{0}' has no field(s) {1}.").format(layer_label, ", ".join(missing))
+            )
+        out_fields = QgsFields()
+        out_fields.append(QgsField(JOIN_FIELD, QVariant.LongLong))
+        for index in copied:
+            out_fields.append(source.fields().at(index))
         options = QgsVectorFileWriter.SaveVectorOptions()
         options.driverName = "GPKG"
         options.layerName = "points"
         writer = QgsVectorFileWriter.create(
-            path, fields, source.wkbType(), source.sourceCrs(), context.transformContext(), options
+            path, out_fields, source.wkbType(), source.sourceCrs(), context.transformContext(), options
         )
         if writer.hasError() != QgsVectorFileWriter.NoError:
             raise QgsProcessingException(
@@ -165,9 +187,9 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
         for index, feature in enumerate(source.getFeatures()):
             if feedback.isCanceled():
                 break
-            out = QgsFeature(fields)
+            out = QgsFeature(out_fields)
             out.setGeometry(feature.geometry())
-            out.setAttribute(0, feature.id())
+            out.setAttributes([feature.id(), *(feature.attribute(index) for index in copied)])
             writer.addFeature(out, QgsFeatureSink.FastInsert)
             if index % 1000 == 0:
                 feedback.setProgress(5.0 * index / total)
@@ -189,18 +211,25 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
         source: QgsProcessingFeatureSource,
         worker_outputs: dict[str, Any],
         extra_fields: tuple[QgsField, ...] = (),
+        *,
+        output: str | None = None,
+        geometry: bool = True,
+        progress_range: tuple[float, float] = (90.0, 100.0),
     ) -> str:
         """Write OUTPUT: every source feature with its attributes, then the worker's fields.
 
         The worker's result names its ``output`` file and ``layer``, its numeric ``fields`` (written as
-        doubles), its ``valid_field`` (0/1) and, in ``extra_fields``, any more. Their values are matched
-        to the source features on :data:`JOIN_FIELD` (the feature id that :meth:`export_points` wrote).
-        Progress 90-100. Returns the sink's destination id.
+        doubles), its ``valid_field`` (0/1; optional) and, in ``extra_fields``, any more. Their values
+        are matched to the source features on :data:`JOIN_FIELD` (the feature id that
+        :meth:`export_points` wrote). ``output`` names another sink than OUTPUT; ``geometry`` False
+        writes a table without geometry. Progress over ``progress_range``. Returns the sink's
+        destination id.
         """
         new_fields = QgsFields()
         for name in worker_outputs["fields"]:
             new_fields.append(QgsField(name, QVariant.Double))
-        new_fields.append(QgsField(worker_outputs["valid_field"], QVariant.Int))
+        if worker_outputs.get("valid_field"):
+            new_fields.append(QgsField(worker_outputs["valid_field"], QVariant.Int))
         for field in extra_fields:
             new_fields.append(field)
         clashes = [name for name in new_fields.names() if source.fields().lookupField(name) >= 0]
@@ -225,11 +254,14 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
         fields = QgsFields(source.fields())
         for field in new_fields:
             fields.append(field)
+        output = output or self.OUTPUT
+        wkb_type = source.wkbType() if geometry else QgsWkbTypes.NoGeometry
         sink, dest_id = self.parameterAsSink(
-            parameters, self.OUTPUT, context, fields, source.wkbType(), source.sourceCrs()
+            parameters, output, context, fields, wkb_type, source.sourceCrs()
         )
         if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+            raise QgsProcessingException(self.invalidSinkError(parameters, output))
+        start, end = progress_range
         total = max(len(values), 1)
         for index, feature in enumerate(source.getFeatures()):
             if feedback.isCanceled():
@@ -237,8 +269,9 @@ class SoilCarbonAlgorithm(QgsProcessingAlgorithm):
                 self.remove_output(dest_id)
                 raise QgsProcessingException(self.tr("Cancelled; no output was written."))
             out = QgsFeature(fields)
-            out.setGeometry(feature.geometry())
+            if geometry:
+                out.setGeometry(feature.geometry())
             out.setAttributes(feature.attributes() + values[feature.id()])
             sink.addFeature(out, QgsFeatureSink.FastInsert)
-            feedback.setProgress(90.0 + 10.0 * index / total)
+            feedback.setProgress(start + (end - start) * index / total)
         return dest_id

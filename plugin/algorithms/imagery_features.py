@@ -6,43 +6,18 @@ import os
 from typing import Any
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
-    QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
 )
 
-from .base import SoilCarbonAlgorithm
-
-# The core's choices (soilcarbon_core.imagery, which the plugin may not import), in enum order.
-S2_LEVELS = ("L2A", "L1C")
-S1_UNITS = ("auto", "db", "linear")
-BACKBONES = ("auto", "none", "terramind_v1_tiny", "terramind_v1_small", "terramind_v1_base")
-DEVICES = ("auto", "cpu", "cuda")
+from .inputs import ModelInputsAlgorithm
 
 
-class ImageryFeaturesAlgorithm(SoilCarbonAlgorithm):
-    S2 = "S2"
-    S2_LEVEL = "S2_LEVEL"
-    S2_BANDS = "S2_BANDS"
-    S1 = "S1"
-    S1_UNITS = "S1_UNITS"
-    DEM = "DEM"
-    CHIP_SIZE = "CHIP_SIZE"
-    BACKBONE = "BACKBONE"
-    TERRAMIND_WEIGHTS = "TERRAMIND_WEIGHTS"
-    EMBEDDING_CACHE = "EMBEDDING_CACHE"
-    DEVICE = "DEVICE"
+class ImageryFeaturesAlgorithm(ModelInputsAlgorithm):
     VALID_COUNT = "VALID_COUNT"
     BACKBONE_USED = "BACKBONE_USED"
-    RASTER_PARAMETERS = (S2, S1, DEM)
 
     def name(self) -> str:
         return "imageryfeatures"
@@ -81,114 +56,29 @@ class ImageryFeaturesAlgorithm(SoilCarbonAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.add_points_input()
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                self.S2, self.tr("Sentinel-2 rasters"), QgsProcessing.TypeRaster, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.S2_LEVEL, self.tr("Sentinel-2 product level"), list(S2_LEVELS), defaultValue=0
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(
-                self.S2_BANDS,
-                self.tr("Sentinel-2 band names per raster (e.g. B04,B08;B11; empty: from the files)"),
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterMultipleLayers(
-                self.S1, self.tr("Sentinel-1 GRD rasters (VV, VH)"), QgsProcessing.TypeRaster, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                self.S1_UNITS, self.tr("Sentinel-1 units"), list(S1_UNITS), defaultValue=0
-            )
-        )
-        self.addParameter(QgsProcessingParameterRasterLayer(self.DEM, self.tr("DEM (metres)"), optional=True))
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.CHIP_SIZE,
-                self.tr("Chip size (10 m cells, a multiple of 16)"),
-                QgsProcessingParameterNumber.Integer,
-                defaultValue=64,
-                minValue=16,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(self.BACKBONE, self.tr("Backbone"), list(BACKBONES), defaultValue=0)
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.TERRAMIND_WEIGHTS,
-                self.tr("TerraMind weights (.pt or .safetensors; empty: the default folder)"),
-                fileFilter=self.tr("TerraMind weights (*.pt *.safetensors)"),
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.EMBEDDING_CACHE,
-                self.tr("Embedding cache folder (empty: ~/.cache/soilcarbon/embeddings)"),
-                behavior=QgsProcessingParameterFile.Folder,
-                optional=True,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterEnum(self.DEVICE, self.tr("Device"), list(DEVICES), defaultValue=0)
-        )
+        self.add_chip_inputs()
+        self.add_chip_settings()
+        self.add_device_input()
         self.add_points_output(self.tr("Points with imagery features"))
         self.addOutput(QgsProcessingOutputNumber(self.VALID_COUNT, self.tr("Points with imagery features")))
         self.addOutput(QgsProcessingOutputString(self.BACKBONE_USED, self.tr("Backbone used")))
 
-    def s2_specs(self, parameters: dict[str, Any], context) -> list[str]:
-        """``PATH`` or ``PATH=BAND,BAND`` per Sentinel-2 raster, the band groups of S2_BANDS in order."""
-        paths = self.raster_paths(parameters, self.S2, context)
-        text = self.parameterAsString(parameters, self.S2_BANDS, context).strip()
-        if not text:
-            return paths
-        groups = [",".join(b.strip() for b in group.split(",") if b.strip()) for group in text.split(";")]
-        if len(groups) != len(paths):
-            raise QgsProcessingException(
-                self.tr(
-                    "'{0}' names {1} band group(s) for {2} Sentinel-2 raster(s). Give one group per raster, "
-                    "in the rasters' order, separated by ';' (e.g. B04,B08;B11); leave a group empty to "
-                    "read the names from that file."
-                ).format(text, len(groups), len(paths))
-            )
-        return [f"{path}={bands}" if bands else path for path, bands in zip(paths, groups, strict=True)]
-
-    def raster_paths(self, parameters: dict[str, Any], name: str, context) -> list[str]:
-        """The files of a (multiple) raster parameter, in the order given."""
-        layers = self.parameterAsLayerList(parameters, name, context)
-        paths = [self.raster_path(layer) for layer in layers]
-        for path in paths:
-            if "=" in path:  # the core reads 'PATH=BANDS'
-                raise QgsProcessingException(
-                    self.tr("The raster path '{0}' contains '='; rename or copy the file.").format(path)
-                )
-        return paths
-
     def processAlgorithm(self, parameters, context, feedback):
         source = self.points_source(parameters, context)
-        s2 = self.s2_specs(parameters, context)
-        s1 = self.raster_paths(parameters, self.S1, context)
-        dem = self.raster_paths(parameters, self.DEM, context)
-        if not (s2 or s1 or dem):
+        chips = self.chips(parameters, context)
+        if chips is None:
             raise QgsProcessingException(
                 self.tr(
                     "No imagery raster was given: choose Sentinel-2 rasters (S2), Sentinel-1 rasters (S1) "
                     "or a DEM (DEM)."
                 )
             )
-        backbone = BACKBONES[self.parameterAsEnum(parameters, self.BACKBONE, context)]
-        weights = self.parameterAsFile(parameters, self.TERRAMIND_WEIGHTS, context) or None
-        if weights and backbone == "none":
+        settings = self.chip_settings(parameters, context)
+        if chips["weights"] and settings["backbone"] == "none":
             feedback.pushWarning(
-                self.tr("Backbone 'none' uses no TerraMind weights: '{0}' is ignored.").format(weights)
+                self.tr("Backbone 'none' uses no TerraMind weights: '{0}' is ignored.").format(
+                    chips["weights"]
+                )
             )
 
         points = self.export_points(source, context, feedback, source.sourceName())
@@ -197,21 +87,10 @@ class ImageryFeaturesAlgorithm(SoilCarbonAlgorithm):
             "imagery_features",
             {
                 "points": {"path": points, "layer": "points"},
-                "chips": {
-                    "s2": s2,
-                    "s2_level": S2_LEVELS[self.parameterAsEnum(parameters, self.S2_LEVEL, context)],
-                    "s1": s1,
-                    "s1_units": S1_UNITS[self.parameterAsEnum(parameters, self.S1_UNITS, context)],
-                    "dem": dem,
-                    "weights": weights,
-                    "cache_dir": self.parameterAsFile(parameters, self.EMBEDDING_CACHE, context) or None,
-                },
-                "chip_settings": {
-                    "backbone": backbone,
-                    "chip_size": self.parameterAsInt(parameters, self.CHIP_SIZE, context),
-                },
+                "chips": chips,
+                "chip_settings": settings,
                 "output": features_path,
-                "device": DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                "device": self.device(parameters, context),
             },
             feedback,
             outputs=[features_path],

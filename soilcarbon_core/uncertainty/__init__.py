@@ -30,7 +30,7 @@ from soilcarbon_core.uncertainty.metrics import (
     regression_metrics,
     rmse,
 )
-from soilcarbon_core.uncertainty.plots import plot_calibration, plot_intervals
+from soilcarbon_core.uncertainty.plots import plot_calibration, plot_intervals, plot_learning_curve
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -56,6 +56,7 @@ __all__ = [
     "picp",
     "plot_calibration",
     "plot_intervals",
+    "plot_learning_curve",
     "r2",
     "regression_metrics",
     "rmse",

@@ -108,3 +108,35 @@ def plot_intervals(
     heading = f"PICP{100 * level:g} = {coverage:.3f} ({shown})"
     axis.set_title(f"{title}\n{heading}" if title else heading, fontsize=10)
     return _save(figure, path)
+
+
+def plot_learning_curve(
+    history: list[dict], path: str | os.PathLike[str], *, best_epoch: list[int] = (), title: str = ""
+) -> Path:
+    """Training loss and validation NLL per epoch (normalised target units), from an ensemble's
+    ``history`` (one record per epoch: ``epoch``, ``train_loss`` and ``validation_nll`` per member).
+
+    Thin lines are members, thick lines their mean; a dot marks each member's ``best_epoch`` (the weights
+    kept). A validation curve that rises while the training loss falls is overfitting.
+    """
+    if not history:
+        raise ValueError("no epochs to plot")
+    epochs = np.array([record["epoch"] + 1 for record in history])
+    train = np.array([record["train_loss"] for record in history], dtype=float)  # (epochs, members)
+    validation = np.array([record["validation_nll"] for record in history], dtype=float)
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.2, 4.0))
+    curves = ((train, "tab:blue", "training loss"), (validation, "tab:orange", "validation NLL"))
+    for values, colour, label in curves:
+        axis.plot(epochs, values, color=colour, alpha=0.3, linewidth=0.8)
+        axis.plot(epochs, values.mean(axis=1), color=colour, linewidth=2, label=f"{label} (member mean)")
+    for member, epoch in enumerate(best_epoch):
+        if 0 <= epoch < len(history):
+            axis.plot(epoch + 1, validation[epoch, member], "o", color="tab:red", markersize=4)
+    if len(best_epoch):
+        axis.plot([], [], "o", color="tab:red", markersize=4, label="best epoch (weights kept)")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss (normalised target)")
+    axis.legend(loc="upper right", fontsize=8)
+    axis.set_title(title or f"Learning curve ({train.shape[1]} members)", fontsize=10)
+    return _save(figure, path)

@@ -7,6 +7,7 @@ parameters are :class:`~soilcarbon_core.worker.protocol.BadRequest`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -147,7 +148,7 @@ def _training_data(params: dict[str, Any], context: TaskContext):
     from soilcarbon_training.jobs import prepare_data
 
     path, options = _points(params)
-    return prepare_data(
+    data = prepare_data(
         path,
         target=_get(params, "target", str),
         rasters=_raster_list(params, "rasters"),
@@ -162,6 +163,10 @@ def _training_data(params: dict[str, Any], context: TaskContext):
         progress=scaled(context.progress, 0.0, 0.05),
         **options,
     )
+    label = _get(params, "source", str, None)
+    if label:  # the caller's name for the points (a QGIS layer), recorded in the model instead of a temp file
+        data = dataclasses.replace(data, points=dataclasses.replace(data.points, source=label))
+    return data
 
 
 def _train_config(params: dict[str, Any]):
@@ -188,6 +193,7 @@ def train(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
         members=_get(params, "members", int, 5),
         train_config=_train_config(params),
         device=_get(params, "device", str, "auto"),
+        plots=_get(params, "plots", str, None),
         progress=scaled(context.progress, 0.05, 1.0),
     )
 
@@ -249,6 +255,26 @@ def predict(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
     path, options = _points(params)
     return predict_points(
         model, path, output, method=_get(params, "method", str, "bilinear"), **common, **options
+    )
+
+
+def build_graph(params: dict[str, Any], context: TaskContext) -> dict[str, Any]:
+    """The model's soil graph as lines (:func:`soilcarbon_core.graph.export.export_graph`); with optional
+    ``points``, also the edges that attach them to the reference nodes."""
+    from soilcarbon_core.graph.export import export_graph
+
+    path, options = _points(params) if params.get("points") is not None else (None, {})
+    return export_graph(
+        _get(params, "model", str),
+        _get(params, "output", str),
+        points=path,
+        rasters=_raster_list(params, "rasters"),
+        imagery=_imagery(params),
+        method=_get(params, "method", str, "bilinear"),
+        date=_get(params, "date", str, None),
+        device=_get(params, "device", str, "auto"),
+        progress=context.progress,
+        **options,
     )
 
 
@@ -332,6 +358,7 @@ TASKS: dict[str, Callable[[dict[str, Any], TaskContext], dict[str, Any]]] = {
     "train": train,
     "evaluate": evaluate,
     "predict": predict,
+    "build_graph": build_graph,
     "plan_campaign": plan_campaign,
     "imagery_features": imagery_features,
     "ghg_predict": ghg_predict,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
-from .conftest import DATA, HUNTER, HUNTER_RASTERS, ROOT, csv_layer
+from .conftest import DATA, HUNTER, HUNTER_RASTERS, csv_layer
 
 ALGORITHM = "soilcarbon:samplecovariates"
 
@@ -194,14 +192,8 @@ def test_cancel_leaves_no_output(provider, qgis_new_project, tmp_path):
     assert not list(Path(QgsProcessingUtils.tempFolder()).rglob("*.partial-*"))
 
 
-def test_qgis_process_runs_the_algorithm(tmp_path, hunter_layer):
-    """Headless `qgis_process run`, with the plugin installed (staged as `make package` does) in a profile."""
-    config = tmp_path / "config"
-    plugins = config / "profiles" / "default" / "python" / "plugins"
-    plugins.mkdir(parents=True)
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "stage_plugin.py"), "--dir", str(plugins)], check=True
-    )
+def test_qgis_process_runs_the_algorithm(tmp_path, hunter_layer, qgis_process):
+    """Headless `qgis_process run`, with the plugin installed in a profile."""
     points = tmp_path / "points.gpkg"
     from qgis.core import QgsVectorFileWriter
 
@@ -211,29 +203,15 @@ def test_qgis_process_runs_the_algorithm(tmp_path, hunter_layer):
         hunter_layer, str(points), QgsProject.instance().transformContext(), options
     )
     assert error[0] == QgsVectorFileWriter.NoError
-    env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(config), "QT_QPA_PLATFORM": "offscreen"}
-    env.pop("PYTHONPATH", None)  # the staged plugin must stand on its own
-    # Debian's /usr/bin/qgis_process wrapper passes --noversioncheck, which 3.22's binary rejects.
-    qgis_process = "qgis_process.bin" if Path("/usr/bin/qgis_process.bin").exists() else "qgis_process"
-    subprocess.run(
-        [qgis_process, "plugins", "enable", "soilcarbon"], env=env, check=True, capture_output=True
-    )
     output = tmp_path / "out.gpkg"
-    done = subprocess.run(
-        [
-            qgis_process,
-            "run",
-            ALGORITHM,
-            "--",
-            f"INPUT={points}",
-            f"RASTERS={HUNTER_RASTERS['Elevation']}",
-            "METHOD=1",
-            f"OUTPUT={output}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = qgis_process(
+        "run",
+        ALGORITHM,
+        "--",
+        f"INPUT={points}",
+        f"RASTERS={HUNTER_RASTERS['Elevation']}",
+        "METHOD=1",
+        f"OUTPUT={output}",
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "VALID_COUNT:\t506" in done.stdout

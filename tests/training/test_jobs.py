@@ -173,3 +173,39 @@ def test_a_multi_band_imagery_raster_feeds_the_imagery_stream_by_its_name(tmp_pa
     assert data.table.imagery.shape == (118, 2)
     with pytest.raises(SchemaMismatchError, match=r"'landsat_RED' \(a raster: give it as PATH=landsat\)"):
         data.schema.require({"elevation": data.table.covariates[:, 0]}, data.points)
+
+
+def test_train_with_plots_writes_validation_and_learning_curve_pngs(tmp_path):
+    from soilcarbon_core.io.rasters import RasterSource
+    from soilcarbon_training.jobs import prepare_data, train_model
+    from soilcarbon_training.trainer import TrainConfig
+
+    data = prepare_data(
+        POINTS,
+        target="COSha30",
+        rasters=[RasterSource(DATA / "SRTMGL1_SRTMGL1.2.sdat", "elevation")],
+        crs="EPSG:32618",
+    )
+    result = train_model(
+        data,
+        tmp_path / "soc.zip",
+        target="COSha30",
+        members=2,
+        train_config=TrainConfig(epochs=3, batch_size=64),
+        device="cpu",
+        plots=tmp_path / "plots",
+    )
+    assert set(result["plots"]) == {"calibration", "intervals", "learning_curve"}
+    for name, path in result["plots"].items():
+        assert Path(path) == tmp_path / "plots" / f"{name}.png"
+        assert Path(path).read_bytes()[:4] == b"\x89PNG"
+    assert not list((tmp_path / "plots").glob(".*partial*"))  # written atomically, nothing left over
+    # Without the option nothing more is written.
+    again = train_model(
+        data, tmp_path / "again.zip", target="COSha30", members=1, train_config=TrainConfig(epochs=1)
+    )
+    assert again["plots"] == {} and sorted(p.name for p in tmp_path.iterdir()) == [
+        "again.zip",
+        "plots",
+        "soc.zip",
+    ]

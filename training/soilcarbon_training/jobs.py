@@ -27,6 +27,7 @@ from soilcarbon_core.nn import SpTGNNConfig
 from soilcarbon_core.predictor import calibrated_metrics, finish_prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
 from soilcarbon_core.schema import InputSchema, available_features
+from soilcarbon_core.uncertainty import plot_calibration, plot_intervals, plot_learning_curve
 from soilcarbon_training.crossval import PooledCalibration, cross_validate
 from soilcarbon_training.finetune import fine_tune_head
 from soilcarbon_training.folds import random_folds, spatial_block_folds, validation_split
@@ -196,11 +197,14 @@ def train_model(
     graph_params: GraphParams | None = None,
     model_overrides: dict | None = None,
     device: str = "auto",
+    plots: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
 ) -> dict:
     """Train an ensemble (spatial-block validation split for early stopping and calibration) and save it.
 
-    All labelled samples become the model's reference nodes.
+    All labelled samples become the model's reference nodes. With ``plots`` (a folder), also writes
+    ``calibration.png`` and ``intervals.png`` (the validation samples, calibrated) and
+    ``learning_curve.png`` (losses per epoch) there; the result's ``plots`` names them.
     """
     train_config = train_config or TrainConfig()
     graph_params = graph_params or GraphParams()
@@ -226,6 +230,11 @@ def train_model(
     metrics = calibrated_metrics(
         data.target[val_idx], raw.mean, raw.total_sd, calibrated.total_sd, fit.calibrator.interval
     )
+    plot_files = {}
+    if plots is not None:
+        plot_files = _training_plots(
+            Path(plots), data.target[val_idx], raw, fit, f"{target}: validation ({len(val_idx)} samples)"
+        )
     model = SoilCarbonModel(
         target=target,
         unit=unit,
@@ -268,7 +277,24 @@ def train_model(
         "seconds": round(fit.seconds, 1),
         "device": str(torch_device),
         "imagery": None if data.encoder is None else data.encoder.report.to_dict(),
+        "plots": plot_files,
     }
+
+
+def _training_plots(folder: Path, y: np.ndarray, raw, fit, title: str) -> dict[str, str]:
+    """The validation samples' calibration and intervals (calibrated as the model is) and the learning
+    curve, as PNGs in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    validation = (y, raw.mean, raw.total_sd)
+    options = {"interval": fit.calibrator.interval, "title": title}
+    paths = {
+        "calibration": plot_calibration(*validation, folder / "calibration.png", **options),
+        "intervals": plot_intervals(*validation, folder / "intervals.png", **options),
+        "learning_curve": plot_learning_curve(
+            fit.history, folder / "learning_curve.png", best_epoch=fit.best_epoch
+        ),
+    }
+    return {name: str(path) for name, path in paths.items()}
 
 
 def evaluate_model(
