@@ -36,7 +36,6 @@ RELATION_COLOURS = {"spatial": "91,127,166", "spectral": "58,154,74", "elevation
 #: The field added with query points: the input feature the query edge ends at (NULL for reference edges).
 QUERY_FID = "query_fid"
 #: Layer and the value of ``target_kind`` of the worker's GeoPackage that mark an edge to a query point.
-GRAPH_LAYER = "graph"
 QUERY_KIND = "query"
 
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -119,7 +117,7 @@ class EvaluateModelAlgorithm(TrainingInputsAlgorithm):
             outputs=[os.path.join(folder, name) for name in REPORT_FILES],
             progress_range=(5.0, 95.0),
         )
-        report = json.loads(Path(folder, "report.json").read_text(encoding="utf-8"))
+        report = result  # report.json's content, with "report": the Markdown file
         metrics = report["metrics"]
         feedback.pushInfo(
             self.tr(
@@ -134,7 +132,10 @@ class EvaluateModelAlgorithm(TrainingInputsAlgorithm):
                 metrics["picp90"],
             )
         )
-        self.write_report(report_path, report, request, source.sourceName(), result["report"])
+        self.report_or_error(
+            lambda: self.write_report(report_path, report, request, source.sourceName(), result["report"]),
+            report_path,
+        )
         return {
             self.OUTPUT_REPORT: report_path,
             self.OUTPUT_FOLDER: folder,

@@ -44,7 +44,6 @@ PLAN_FIELDS = (
     "nearest_sample_m",
     "reason",
 )
-LAYER = "campaign"
 RAMP = "Reds"
 #: Star diameters (mm) of the last and the first site.
 STAR_MM = (4.0, 7.0)

@@ -286,16 +286,20 @@ class PredictGHGAlgorithm(ModelInputsAlgorithm):
             output=self.OUTPUT_POINTS,
             progress_range=(85.0, 92.5),
         )
-        table_id = self.write_joined(
-            parameters,
-            context,
-            feedback,
-            source,
-            worker_outputs,
-            text_fields,
-            geometry=False,
-            progress_range=(92.5, 100.0),
-        )
+        try:
+            table_id = self.write_joined(
+                parameters,
+                context,
+                feedback,
+                source,
+                worker_outputs,
+                text_fields,
+                geometry=False,
+                progress_range=(92.5, 100.0),
+            )
+        except QgsProcessingException:
+            self.remove_output(points_id)  # both outputs or neither
+            raise
         units = field_units(result["fields"], result["units"])
         shown = "co2e_annual_mean" if "co2e_annual_mean" in units else "n2o_annual_mean"
 

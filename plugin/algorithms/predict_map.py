@@ -19,7 +19,7 @@ from ..styling import StyleOnLoad, style_output, style_prediction_band
 from .inputs import ModelInputsAlgorithm
 
 #: The worker's default window: 512 x 512 cells read and predicted at a time.
-WINDOW_SIZE = 512
+DEFAULT_WINDOW_SIZE = 512
 
 
 class MapOnLoad(StyleOnLoad):
@@ -83,7 +83,7 @@ class PredictMapAlgorithm(ModelInputsAlgorithm):
                 self.WINDOW_SIZE,
                 self.tr("Window size (cells on a side read and predicted at a time)"),
                 QgsProcessingParameterNumber.Integer,
-                defaultValue=WINDOW_SIZE,
+                defaultValue=DEFAULT_WINDOW_SIZE,
                 minValue=16,
             )
         )

@@ -90,7 +90,9 @@ class TrainModelAlgorithm(TrainingInputsAlgorithm):
             )
         )
         self.log_model(model_summary(model), feedback)
-        self.write_report(report_path, model, request, result, source.sourceName())
+        self.report_or_error(
+            lambda: self.write_report(report_path, model, request, result, source.sourceName()), report_path
+        )
         metrics = result["validation"]
         return {
             self.OUTPUT_MODEL: model,

@@ -5,6 +5,7 @@ into the worker's ``train`` / ``evaluate`` parameters, and the report sections t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from qgis.core import (
@@ -21,6 +22,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..model_manifest import ManifestError
 from ..report import HtmlReport
 from .inputs import ModelInputsAlgorithm, field_name
 
@@ -140,6 +142,18 @@ class TrainingInputsAlgorithm(ModelInputsAlgorithm):
         self.add_chip_inputs(advanced=True)
         self.add_chip_settings(advanced=True)
         self.add_device_input()
+
+    def report_or_error(self, write: Callable[[], object], path: str) -> None:
+        """Run ``write`` (the HTML report); failing to write it is an error naming the file, not a traceback
+        after minutes of training."""
+        try:
+            write()
+        except (OSError, ValueError, KeyError, ManifestError) as err:
+            raise QgsProcessingException(
+                self.tr("The report '{0}' could not be written ({1}). Choose a writable file for it.").format(
+                    path, err
+                )
+            ) from err
 
     def add_report_output(self, description: str) -> None:
         self.addParameter(

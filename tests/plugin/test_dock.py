@@ -162,10 +162,17 @@ def test_predict_at_points_through_the_task_manager(dock, la_libertad_layer, ras
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
 
 
-def test_cancel_right_after_start_adds_nothing(dock, la_libertad_layer, rasters, soc_model):
+def test_cancel_while_the_worker_runs_adds_nothing(dock, la_libertad_layer, rasters, soc_model):
     before = set(QgsProject.instance().mapLayers())
     dock.model.setFilePath(str(soc_model))
     dock.run_button.click()
+    # Cancel once the worker reports progress (past the points export, 0-5 %): it is running then.
+    deadline = time.monotonic() + TIMEOUT_S
+    while dock.progress.value() <= 5 and dock.current_run is not None:
+        assert time.monotonic() < deadline, "the worker never reported progress"
+        QgsApplication.processEvents()
+        time.sleep(0.01)
+    assert dock.current_run is not None, "the run ended before it could be cancelled"
     dock.cancel_button.click()
     wait_until_idle(dock)
     assert set(QgsProject.instance().mapLayers()) == before
