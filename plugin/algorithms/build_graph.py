@@ -132,18 +132,9 @@ class BuildGraphAlgorithm(ModelInputsAlgorithm):
             if parameters.get(self.INPUT):
                 raise QgsProcessingException(self.invalidSourceError(parameters, self.INPUT))
             return None
-        label = source.sourceName()
-        rasters = self.named_rasters(parameters, context, summary)
-        self.check_rasters(summary, rasters, model)
-        chips = self.chips(parameters, context)
-        self.check_chips(summary, chips, model)
-        fields = self.check_fields(summary, source, label, model)
-        date_field = self.date_field(parameters, context, source, summary)
-        points = self.export_points(
-            source, context, feedback, label, [*fields, *([date_field] if date_field else [])]
-        )
+        rasters, chips = self.model_rasters(parameters, context, model, summary)
         return {
-            "points": {"path": points, "layer": "points", "date_field": date_field},
+            "points": self.export_query_points(parameters, context, feedback, source, model, summary),
             "rasters": rasters,
             "chips": chips,
             "method": self.method(parameters, context),

@@ -329,6 +329,35 @@ class ModelInputsAlgorithm(SoilCarbonAlgorithm):
                 ).format(os.path.basename(model_path), ", ".join(summary.raster_names), ", ".join(missing))
             )
 
+    def model_rasters(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, model: str, summary: ModelSummary
+    ) -> tuple[list[dict[str, str]], dict[str, Any] | None]:
+        """The worker's ``rasters`` and ``chips`` for ``model``, each checked against what it was trained
+        with."""
+        rasters = self.named_rasters(parameters, context, summary)
+        self.check_rasters(summary, rasters, model)
+        chips = self.chips(parameters, context)
+        self.check_chips(summary, chips, model)
+        return rasters, chips
+
+    def export_query_points(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        source: QgsProcessingFeatureSource,
+        model: str,
+        summary: ModelSummary,
+    ) -> dict[str, Any]:
+        """The worker's ``points``: ``source`` exported with the model's point fields and the date field."""
+        label = source.sourceName()
+        fields = self.check_fields(summary, source, label, model)
+        date_field = self.date_field(parameters, context, source, summary)
+        path = self.export_points(
+            source, context, feedback, label, [*fields, *([date_field] if date_field else [])]
+        )
+        return {"path": path, "layer": "points", "date_field": date_field}
+
     def s2_specs(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         """``PATH`` or ``PATH=BAND,BAND`` per Sentinel-2 raster, the band groups of S2_BANDS in order."""
         paths = self.raster_paths(parameters, self.S2, context)

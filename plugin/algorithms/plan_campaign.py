@@ -266,10 +266,7 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         model, summary = self.soc_model(parameters, context)
         self.log_model(summary, feedback)
-        rasters = self.named_rasters(parameters, context, summary)
-        self.check_rasters(summary, rasters, model)
-        chips = self.chips(parameters, context)
-        self.check_chips(summary, chips, model)
+        rasters, chips = self.model_rasters(parameters, context, model, summary)
         source = self.parameterAsSource(parameters, self.CANDIDATES, context)
         where = self.candidates(parameters, context, feedback, source, summary, model)
         plan_path = QgsProcessingUtils.generateTempFilename("campaign.gpkg")

@@ -106,10 +106,7 @@ class PredictMapAlgorithm(ModelInputsAlgorithm):
                 ).format(", ".join(summary.fields))
             )
         grid = self.grid(parameters, context)
-        rasters = self.named_rasters(parameters, context, summary)
-        self.check_rasters(summary, rasters, model)
-        chips = self.chips(parameters, context)
-        self.check_chips(summary, chips, model)
+        rasters, chips = self.model_rasters(parameters, context, model, summary)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         result = self.run_worker(
             "predict",

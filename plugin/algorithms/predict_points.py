@@ -58,25 +58,16 @@ class PredictPointsAlgorithm(ModelInputsAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):
         source = self.points_source(parameters, context)
-        label = source.sourceName()
         model, summary = self.soc_model(parameters, context)
         self.log_model(summary, feedback)
-        rasters = self.named_rasters(parameters, context, summary)
-        self.check_rasters(summary, rasters, model)
-        chips = self.chips(parameters, context)
-        self.check_chips(summary, chips, model)
-        fields = self.check_fields(summary, source, label, model)
-        date_field = self.date_field(parameters, context, source, summary)
-
-        points = self.export_points(
-            source, context, feedback, label, [*fields, *([date_field] if date_field else [])]
-        )
-        predicted_path = os.path.join(os.path.dirname(points), "predicted.gpkg")
+        rasters, chips = self.model_rasters(parameters, context, model, summary)
+        points = self.export_query_points(parameters, context, feedback, source, model, summary)
+        predicted_path = os.path.join(os.path.dirname(points["path"]), "predicted.gpkg")
         result = self.run_worker(
             "predict",
             {
                 "model": model,
-                "points": {"path": points, "layer": "points", "date_field": date_field},
+                "points": points,
                 "rasters": rasters,
                 "chips": chips,
                 "method": self.method(parameters, context),

@@ -20,9 +20,9 @@ from soilcarbon_core.graph.geometry import SpatialFrame
 from soilcarbon_core.graph.reference import ReferenceGraph
 from soilcarbon_core.graph.relations import Relation
 from soilcarbon_core.imagery.inputs import ImageryInputs
-from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
 from soilcarbon_core.io.rasters import RasterSource
+from soilcarbon_core.io.vector_out import write_features_gpkg
 from soilcarbon_core.model import SoilCarbonModel
 from soilcarbon_core.prediction import imagery_encoder, query_table, with_date
 from soilcarbon_core.predictor import attach, reference_graph
@@ -205,8 +205,6 @@ def _write(
     ``schema``: the model's inputs (CRS); ``reference_xy``: ``(N, 2)`` the reference nodes' coordinates.
     """
     import shapely
-    from pyogrio.errors import DataSourceError, FieldError
-    from pyogrio.raw import write as ogr_write
 
     # An empty piece in every concatenation: a graph without edges still writes an (empty) layer.
     sizes = [b.source.size for b in edges]
@@ -232,25 +230,16 @@ def _write(
         masks.append(lacking if lacking.any() else None)
     wkb = shapely.to_wkb(shapely.linestrings(np.stack([starts, ends], axis=1)))
     names = [*EDGE_FIELDS, *attr_names]
-    n = source.size
-    with atomic_output(path) as temporary:
-        for start in range(0, max(n, 1), _WRITE_CHUNK):
-            stop = min(start + _WRITE_CHUNK, n)
-            try:
-                ogr_write(
-                    temporary,
-                    wkb[start:stop],
-                    [d[start:stop] for d in data],
-                    names,
-                    field_mask=[None if m is None else m[start:stop] for m in masks],
-                    layer=LAYER,
-                    driver="GPKG",
-                    geometry_type="LineString",
-                    crs=schema.crs,
-                    append=start > 0,
-                    # GeoPackage 1.2: read without warnings by the older GDALs that QGIS builds ship.
-                    dataset_options=None if start else {"VERSION": "1.2"},
-                )
-            except (DataSourceError, FieldError, OSError) as err:
-                raise OutputError(f"Writing '{path}' failed: {err}.") from err
-            progress(stop / max(n, 1), f"Wrote {stop:,} of {n:,} edges")
+    write_features_gpkg(
+        path,
+        wkb,
+        data,
+        names,
+        masks,
+        layer=LAYER,
+        geometry_type="LineString",
+        crs=schema.crs,
+        progress=progress,
+        chunk_size=_WRITE_CHUNK,
+        what="edges",
+    )

@@ -37,8 +37,6 @@ def write_points_gpkg(
         progress: called after each chunk; may raise ``Cancelled`` (nothing is left behind then).
     """
     import shapely
-    from pyogrio.errors import DataSourceError, FieldError
-    from pyogrio.raw import write as ogr_write
 
     path = Path(path)
     if path.suffix.lower() != ".gpkg":
@@ -59,10 +57,45 @@ def write_points_gpkg(
         masks.append(None)
 
     wkb = shapely.to_wkb(shapely.points(points.x, points.y))
-    crs = points.crs.to_wkt()
-    n = len(points)
+    write_features_gpkg(
+        path,
+        wkb,
+        data,
+        names,
+        masks,
+        layer=layer,
+        geometry_type="Point",
+        crs=points.crs.to_wkt(),
+        progress=progress,
+        chunk_size=chunk_size,
+        what="points",
+    )
+    return path
+
+
+def write_features_gpkg(
+    path: Path,
+    wkb: np.ndarray,
+    data: list[np.ndarray],
+    names: list[str],
+    masks: list[np.ndarray | None],
+    *,
+    layer: str,
+    geometry_type: str,
+    crs: str,
+    progress: ProgressCallback = silent,
+    chunk_size: int = 50_000,
+    what: str = "features",
+) -> None:
+    """Write ``(n,)`` WKB geometries and their field columns to the GeoPackage ``path``, atomically and in
+    chunks (progress after each: a cancel point). ``masks``: per column, True where NULL, or None. With no
+    feature, an empty layer is written."""
+    from pyogrio.errors import DataSourceError, FieldError
+    from pyogrio.raw import write as ogr_write
+
+    n = len(wkb)
     with atomic_output(path) as temporary:
-        for start in range(0, n, chunk_size):
+        for start in range(0, max(n, 1), chunk_size):
             stop = min(start + chunk_size, n)
             try:
                 ogr_write(
@@ -73,7 +106,7 @@ def write_points_gpkg(
                     field_mask=[None if m is None else m[start:stop] for m in masks],
                     layer=layer,
                     driver="GPKG",
-                    geometry_type="Point",
+                    geometry_type=geometry_type,
                     crs=crs,
                     append=start > 0,
                     # GeoPackage 1.2: read without warnings by the older GDALs that QGIS builds ship.
@@ -81,8 +114,7 @@ def write_points_gpkg(
                 )
             except (DataSourceError, FieldError, OSError) as err:
                 raise OutputError(f"Writing '{path}' failed: {err}.") from err
-            progress(stop / n, f"Wrote {stop:,} of {n:,} points")
-    return path
+            progress(stop / max(n, 1), f"Wrote {stop:,} of {n:,} {what}")
 
 
 def _field_array(series: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
