@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from soilcarbon_core.graph import Relation
+from soilcarbon_core.graph import NeighbourTable, Relation
 from soilcarbon_core.graph.geometry import unit_vectors
 
 
@@ -175,14 +175,29 @@ class Normaliser:
         return inputs
 
     def edges(self, relations: dict[str, Relation]) -> dict:
-        """Relations -> the model's edges: (edge_index long tensor, log1p(attribute / scale) tensor)."""
+        """Relations -> the model's edges: (edge_index long tensor, :meth:`edge_features` tensor)."""
         import torch
 
-        out = {}
-        for name, relation in relations.items():
-            attr = np.log1p(np.abs(relation.edge_attr) / np.asarray(self.edge_scale[name]))
-            out[name] = (
+        return {
+            name: (
                 torch.as_tensor(relation.edge_index, dtype=torch.long),
-                torch.as_tensor(attr, dtype=torch.float32),
+                self.edge_features(name, relation.edge_attr),
             )
-        return out
+            for name, relation in relations.items()
+        }
+
+    def neighbours(self, tables: dict[str, NeighbourTable]) -> dict:
+        """Padded neighbour tables -> the model's: (ids long tensor (Q, K), :meth:`edge_features`)."""
+        import torch
+
+        return {
+            name: (torch.as_tensor(table.ids), self.edge_features(name, table.attr))
+            for name, table in tables.items()
+        }
+
+    def edge_features(self, name: str, attr: np.ndarray):
+        """log1p(|attribute| / scale) of relation ``name``'s attributes (..., A), a float32 tensor."""
+        import torch
+
+        scale = torch.tensor(self.edge_scale[name], dtype=torch.float32)
+        return torch.log1p(torch.as_tensor(attr, dtype=torch.float32).abs() / scale)

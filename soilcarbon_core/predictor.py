@@ -7,12 +7,13 @@ Queries only receive messages, so predicting them never changes the reference no
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from soilcarbon_core.features import NodeTable, Normaliser
-from soilcarbon_core.graph import GraphParams, ReferenceGraph
+from soilcarbon_core.graph import GraphParams, NeighbourTable, ReferenceGraph, Relation
 from soilcarbon_core.progress import ProgressCallback, silent
 from soilcarbon_core.uncertainty import (
     Interval,
@@ -22,6 +23,9 @@ from soilcarbon_core.uncertainty import (
     picp,
     regression_metrics,
 )
+
+#: Fewest query nodes worth a thread of their own when attaching them to the graph.
+_MIN_ATTACH_PART = 16_384
 
 #: Output fields of a prediction, in this order, as written to GeoPackages and GeoTIFF bands.
 PREDICTION_FIELDS = (
@@ -68,33 +72,24 @@ def reference_graph(
     )
 
 
-def attach(graph: ReferenceGraph, table: NodeTable, normaliser: Normaliser) -> dict:
+def attach(graph: ReferenceGraph, table: NodeTable, normaliser: Normaliser) -> dict[str, Relation]:
     """Query nodes of ``table`` attached to ``graph``'s reference nodes, relation by relation."""
-    return graph.attach(
-        table.xy, spectral=normaliser.similarity_features(table), elevation=table.elevation, slope=table.slope
-    )
+    return graph.attach(table.xy, **_query_inputs(table, normaliser))
 
 
-def neighbour_tables(edges: dict, num_queries: int) -> dict:
-    """Attached edges (row 0 reference, row 1 query) as padded per-query neighbour tables.
+def attach_tables(
+    graph: ReferenceGraph, table: NodeTable, normaliser: Normaliser
+) -> dict[str, NeighbourTable]:
+    """:func:`attach` as padded neighbour tables (:meth:`ReferenceGraph.attach_tables`)."""
+    return graph.attach_tables(table.xy, **_query_inputs(table, normaliser))
 
-    Shapes: per relation ``(edge_index (2, E), edge_attr (E, A))`` -> ``(ids (Q, K), attr (Q, K, A))``
-    with K the largest in-degree and -1 in empty slots (queries with fewer neighbours)."""
-    import torch
 
-    tables = {}
-    for name, (edge_index, edge_attr) in edges.items():
-        source, query = edge_index
-        counts = torch.bincount(query, minlength=num_queries)
-        slots = int(counts.max()) if counts.numel() else 0
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(query.numel(), device=query.device) - first[query]
-        ids = torch.full((num_queries, slots), -1, dtype=torch.long, device=query.device)
-        attr = edge_attr.new_zeros(num_queries, slots, edge_attr.shape[1])
-        ids[query, slot] = source
-        attr[query, slot] = edge_attr
-        tables[name] = (ids, attr)
-    return tables
+def _query_inputs(table: NodeTable, normaliser: Normaliser) -> dict:
+    return {
+        "spectral": normaliser.similarity_features(table),
+        "elevation": table.elevation,
+        "slope": table.slope,
+    }
 
 
 class EnsemblePredictor:
@@ -140,14 +135,30 @@ class EnsemblePredictor:
                 self._sources = self.network.query_sources(states)
         return self._sources
 
+    def _kept(self, relations: dict) -> dict:
+        """The relations (edges or tables) the network was trained with."""
+        return {name: value for name, value in relations.items() if name in self.network.config.relations}
+
     def _edges(self, relations: dict) -> dict:
-        kept = {
-            name: relation for name, relation in relations.items() if name in self.network.config.relations
-        }
         return {
             name: (index.to(self.device), attr.to(self.device))
-            for name, (index, attr) in self.normaliser.edges(kept).items()
+            for name, (index, attr) in self.normaliser.edges(self._kept(relations)).items()
         }
+
+    def _attach(self, block: NodeTable, threads: int) -> dict[str, NeighbourTable]:
+        """The block's neighbour tables; a large block is attached in parts on up to ``threads`` parallel
+        threads (the KD-tree and numpy release the GIL)."""
+        parts = min(threads, len(block) // _MIN_ATTACH_PART)
+        if parts < 2:
+            return attach_tables(self.graph, block, self.normaliser)
+        with ThreadPoolExecutor(parts) as pool:
+            found = list(
+                pool.map(
+                    lambda rows: attach_tables(self.graph, block.select(rows), self.normaliser),
+                    np.array_split(np.arange(len(block)), parts),
+                )
+            )
+        return {name: NeighbourTable.concatenate([tables[name] for tables in found]) for name in found[0]}
 
     def member_predictions(
         self,
@@ -160,25 +171,51 @@ class EnsemblePredictor:
         """Per-member means and variances (M, N) in target units.
 
         Queries are attached ``attach_size`` at a time (large KD-tree batches amortise the search) and
-        run through the network ``chunk_size`` at a time (small enough for the CPU caches)."""
+        run through the network ``chunk_size`` at a time (small enough for the CPU caches). On CPU the
+        chunks run on parallel threads, one core each (as many as torch's thread setting): the network's
+        operations on a chunk are too small to share cores well, whole chunks are not."""
         import torch
 
         sources = self._reference_sources()
+        threads = torch.get_num_threads() if self.device.type == "cpu" else 1
+        pool = ThreadPoolExecutor(threads)
         means, variances = [], []
         total = len(table)
-        for start in range(0, total, attach_size):
-            block = table.select(np.arange(start, min(start + attach_size, total)))
-            relations = attach(self.graph, block, self.normaliser)
-            neighbours = neighbour_tables(self._edges(relations), len(block))
-            inputs = self.normaliser.node_inputs(block).to(self.device)
-            for offset in range(0, len(block), chunk_size):
-                progress((start + offset) / max(total, 1), f"Predicting {start + offset:,} / {total:,}")
-                rows = torch.arange(offset, min(offset + chunk_size, len(block)), device=self.device)
-                chunk = {name: (ids[rows], attr[rows]) for name, (ids, attr) in neighbours.items()}
-                with torch.no_grad():
-                    output = self.network.predict_neighbours(inputs.select(rows), chunk, sources)
-                means.append(output.mean.cpu().numpy())
-                variances.append(output.variance.cpu().numpy())
+
+        def run(inputs, chunk: dict) -> tuple[np.ndarray, np.ndarray]:
+            with torch.no_grad():  # grad mode is per thread
+                output = self.network.predict_neighbours(inputs, chunk, sources)
+            return output.mean.cpu().numpy(), output.variance.cpu().numpy()
+
+        if threads > 1:
+            torch.set_num_threads(1)  # one core per chunk, restored below
+        try:
+            for start in range(0, total, attach_size):
+                block = table.select(np.arange(start, min(start + attach_size, total)))
+                tables = self.normaliser.neighbours(self._kept(self._attach(block, threads)))
+                neighbours = {
+                    name: (ids.to(self.device), attr.to(self.device)) for name, (ids, attr) in tables.items()
+                }
+                inputs = self.normaliser.node_inputs(block).to(self.device)
+                chunks = [slice(offset, offset + chunk_size) for offset in range(0, len(block), chunk_size)]
+                results = [
+                    pool.submit(
+                        run,
+                        inputs.select(rows),
+                        {name: (ids[rows], attr[rows]) for name, (ids, attr) in neighbours.items()},
+                    )
+                    for rows in chunks
+                ]
+                for rows, result in zip(chunks, results, strict=True):
+                    done = start + rows.start
+                    progress(done / max(total, 1), f"Predicting {done:,} / {total:,}")
+                    mean, variance = result.result()
+                    means.append(mean)
+                    variances.append(variance)
+        finally:
+            pool.shutdown(cancel_futures=True)
+            if threads > 1:
+                torch.set_num_threads(threads)
         progress(1.0, f"Predicted {total:,} places")
         scale = self.normaliser.target_std
         mean = np.concatenate(means, axis=1) * scale + self.normaliser.target_mean

@@ -137,14 +137,15 @@ def select(
             if selector.score is None and ok[:, :k].all():
                 table[rows] = cand[:, :k]  # the usual case: the k nearest all qualify
             else:
+                every = ok.all()  # the usual case for scored relations: every candidate qualifies
                 if selector.score is None:
                     pick = np.argsort(~ok, axis=1, kind="stable")[:, :k]
+                elif every:
+                    pick = smallest(selector.score(rows, cand), k)
                 else:
-                    scores = np.where(ok, selector.score(rows, np.where(ok, cand, 0)), np.inf)
-                    pick = smallest(scores, k)
-                table[rows] = np.where(
-                    np.take_along_axis(ok, pick, axis=1), np.take_along_axis(cand, pick, axis=1), -1
-                )
+                    pick = smallest(np.where(ok, selector.score(rows, np.where(ok, cand, 0)), np.inf), k)
+                chosen = np.take_along_axis(cand, pick, axis=1)
+                table[rows] = chosen if every else np.where(np.take_along_axis(ok, pick, axis=1), chosen, -1)
             _add(timings, selector.name, began)
         progress(min(start + step, n) / n, "Finding neighbours")
     return tables

@@ -41,10 +41,11 @@ from soilcarbon_core.graph.neighbours import Selector
 from soilcarbon_core.graph.params import RELATIONS, GraphParams
 from soilcarbon_core.graph.relations import (
     Column,
+    NeighbourTable,
     Relation,
-    attach_edges,
     edge_attributes,
     symmetric_edges,
+    table_attributes,
 )
 from soilcarbon_core.graph.spectral import SpectralSpace
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
@@ -190,6 +191,27 @@ class ReferenceGraph:
             ``edge_index[1]`` query node ids (0..Q-1), sorted by (query, reference); the attribute
             columns of the reference relation.
         """
+        tables = self.attach_tables(
+            coords, spectral=spectral, elevation=elevation, slope=slope, progress=progress
+        )
+        return {name: table.relation() for name, table in tables.items()}
+
+    def attach_tables(
+        self,
+        coords: np.ndarray,
+        *,
+        spectral: np.ndarray | None = None,
+        elevation: np.ndarray | None = None,
+        slope: np.ndarray | None = None,
+        progress: ProgressCallback = silent,
+    ) -> dict[str, NeighbourTable]:
+        """:meth:`attach` as padded neighbour tables (the same edges and attributes), the form the
+        network's query path reads: no edge list is built or sorted.
+
+        Returns:
+            Relation name -> :class:`NeighbourTable` with ``ids`` (Q, K) reference node ids (-1 in
+            empty slots) and ``attr`` (Q, K, A).
+        """
         points = self._frame.embed(coords, "query coordinates")
         q = points.shape[0]
         usable = {"spatial": np.arange(q)} if "spatial" in self.relations else {}
@@ -211,10 +233,12 @@ class ReferenceGraph:
             usable["elevation"] = np.flatnonzero(rows)
         target = _Nodes(points, embedded, heights, slopes, usable)
         tables = self._neighbour_tables(target, scaled(progress, 0.0, 0.9), {})
-        attached = {
-            name: self._relation(name, attach_edges(ids, table), target)
-            for name, (ids, table) in tables.items()
-        }
+        attached = {}
+        for name, (rows, table) in tables.items():
+            ids = np.full((q, table.shape[1]), -1, dtype=np.int64)
+            ids[rows] = table
+            names, columns = self._columns(name, target)
+            attached[name] = NeighbourTable(ids, table_attributes(ids, columns), names)
         progress(1.0, "Attached the query nodes")
         return attached
 
@@ -323,9 +347,14 @@ class ReferenceGraph:
             ref_s, query_s = factor * self._ref.slope[ref_ids], factor * target.slope[ids]
 
         def score(rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
-            total = np.abs(ref_z[cand] - query_z[rows][:, None])
+            # np.take and in-place arithmetic: this runs on (rows, candidates) tables, millions of entries.
+            total = np.take(ref_z, cand)
+            total -= np.take(query_z, rows)[:, None]
+            np.abs(total, out=total)
             if use_slope:
-                total += np.abs(ref_s[cand] - query_s[rows][:, None])
+                term = np.take(ref_s, cand)
+                term -= np.take(query_s, rows)[:, None]
+                total += np.abs(term, out=term)
             return total
 
         return score
@@ -334,6 +363,12 @@ class ReferenceGraph:
 
     def _relation(self, name: str, edges: np.ndarray, target: _Nodes) -> Relation:
         """The relation's edges (source: reference node, destination: ``target`` node) and attributes."""
+        names, columns = self._columns(name, target)
+        return Relation(edges, edge_attributes(edges, columns), names)
+
+    def _columns(self, name: str, target: _Nodes) -> tuple[tuple[str, ...], list[Column]]:
+        """The relation's attribute names and their ``column(src, dst)`` functions (src: reference node,
+        dst: ``target`` node)."""
         ref, frame = self._ref, self._frame
 
         def distance(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -354,7 +389,7 @@ class ReferenceGraph:
             columns = {"elevation_difference_m": difference("elevation")} | columns
             if ref.slope is not None:
                 columns["slope_difference"] = difference("slope")
-        return Relation(edges, edge_attributes(edges, list(columns.values())), tuple(columns))
+        return tuple(columns), list(columns.values())
 
     def _enough(self, name: str, rows: np.ndarray, what: str) -> bool:
         """Whether at least 2 nodes are usable for a relation; if not, record why it is skipped."""

@@ -82,22 +82,48 @@ def symmetric_edges(num_nodes: int, dst: np.ndarray, table: np.ndarray) -> np.nd
     return edges
 
 
-def attach_edges(dst: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Directed edges neighbour -> query node from a neighbour table.
+@dataclass(frozen=True, eq=False)
+class NeighbourTable:
+    """One relation's reference neighbours of Q query nodes, as a padded table (compared by identity).
 
-    Args:
-        dst: ``(n,)`` ascending query node ids of the table's rows.
-        table: ``(n, k)`` reference node ids, -1 for none.
-
-    Returns:
-        ``(2, E)`` int64 sorted by (destination, source).
+    The form the network's query path reads directly (no edge list, no sort). Attributes:
+        ids: ``(Q, K)`` int64 reference node ids, -1 in an empty slot (fewer than K neighbours).
+        attr: ``(Q, K, A)`` float32 attributes, one per name in ``attr_names``; 0 in empty slots.
+        attr_names: the attribute columns, as in :class:`Relation`.
     """
-    missing = np.iinfo(np.int64).max
-    ordered = np.sort(np.where(table >= 0, table, missing), axis=1)
-    src = ordered.ravel()
-    dst = np.repeat(dst, table.shape[1])
-    found = src != missing
-    return np.stack([src[found], dst[found]])
+
+    ids: np.ndarray
+    attr: np.ndarray
+    attr_names: tuple[str, ...]
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[NeighbourTable]) -> NeighbourTable:
+        """The tables of consecutive query parts as one (query ids renumbered in order)."""
+        return cls(
+            np.concatenate([part.ids for part in parts]),
+            np.concatenate([part.attr for part in parts]),
+            parts[0].attr_names,
+        )
+
+    def relation(self) -> Relation:
+        """The same edges as a :class:`Relation`: reference -> query, sorted by (query, reference)."""
+        missing = np.iinfo(np.int64).max
+        order = np.argsort(np.where(self.ids >= 0, self.ids, missing), axis=1, kind="stable")
+        src = np.take_along_axis(self.ids, order, axis=1).ravel()
+        attr = np.take_along_axis(self.attr, order[:, :, None], axis=1).reshape(src.size, -1)
+        dst = np.repeat(np.arange(self.ids.shape[0]), self.ids.shape[1])
+        found = src >= 0
+        return Relation(np.stack([src[found], dst[found]]), attr[found], self.attr_names)
+
+
+def table_attributes(ids: np.ndarray, columns: Sequence[Column]) -> np.ndarray:
+    """``(Q, K, len(columns))`` float32 attributes of a padded table's slots (0 in empty slots):
+    ``column(src, dst)`` with ``dst`` the row (query node id)."""
+    src = ids.ravel()
+    dst = np.repeat(np.arange(ids.shape[0]), ids.shape[1])
+    attr = edge_attributes(np.stack([np.maximum(src, 0), dst]), columns)
+    attr[src < 0] = 0.0
+    return attr.reshape(*ids.shape, len(columns))
 
 
 def edge_attributes(edge_index: np.ndarray, columns: Sequence[Column]) -> np.ndarray:

@@ -24,9 +24,10 @@ class SparseMoE(nn.Module):
     expert e and :math:`P_e` the mean router probability of e; it is 1 for a uniform router and grows
     as routing collapses onto few experts.
 
-    The gates are sparse (exactly k non-zero per node). With few, small experts the expert MLPs are
-    evaluated densely and the zero-gated outputs dropped, which gives the same result as dispatching
-    and is faster than gathering nodes per expert on CPU.
+    The gates are sparse (exactly k non-zero per node). In training, and on GPUs, the experts run
+    densely on every node as two batched products (the second weighted by the gates, so zero-gated
+    experts add nothing), which with few, small experts beats gathering nodes per expert, backward
+    pass included. For inference on CPU each node goes through its k experts only (k / E of the work).
 
     Shapes: ``x`` (M, N, in_features) -> ``(y, balance)``: y (M, N, out_features), balance (M,);
     ``gates`` of the last call (M, N, E) is kept for inspection.
@@ -61,11 +62,46 @@ class SparseMoE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         probabilities = self.router(x).softmax(-1)
         top_p, top_index = probabilities.topk(self.top_k, dim=-1)
-        gates = torch.zeros_like(probabilities).scatter(-1, top_index, top_p / top_p.sum(-1, keepdim=True))
+        top_gate = top_p / top_p.sum(-1, keepdim=True)
+        gates = torch.zeros_like(probabilities).scatter(-1, top_index, top_gate)
         self.gates = gates.detach()
-        hidden = F.gelu(torch.einsum("mni,meih->menh", x, self.w_in) + self.b_in)
-        expert_out = torch.einsum("menh,meho->meno", hidden, self.w_out) + self.b_out
-        y = torch.einsum("mne,meno->mno", gates, expert_out)
+        # sum_e g_e b_e: the output biases of the chosen experts, weighted by their gates.
+        bias = torch.bmm(gates, self.b_out.squeeze(2))
+        if x.device.type == "cpu" and not torch.is_grad_enabled():
+            y = self._dispatched(x, top_index, top_gate, bias)
+        else:
+            y = self._dense(x, gates, bias)
         routed = torch.zeros_like(probabilities).scatter(-1, top_index, 1.0 / self.top_k)
         balance = self.experts * (routed.mean(1) * probabilities.mean(1)).sum(-1)
         return y, balance
+
+    def _dense(self, x: torch.Tensor, gates: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """Every expert on every node: one (M, N, I) @ (M, I, E H) product, then the gated second layers
+        as one (M, N, E H) @ (M, E H, O) product, without ever holding the (M, E, N, O) expert outputs."""
+        members, _, in_features = x.shape
+        experts, hidden_features = self.experts, self.w_in.shape[-1]
+        w_in = self.w_in.permute(0, 2, 1, 3).reshape(members, in_features, experts * hidden_features)
+        b_in = self.b_in.permute(0, 2, 1, 3).reshape(members, 1, experts * hidden_features)
+        hidden = F.gelu(torch.baddbmm(b_in, x, w_in)).view(*gates.shape, hidden_features)
+        gated = (hidden * gates.unsqueeze(-1)).flatten(2)
+        return torch.baddbmm(bias, gated, self.w_out.reshape(members, experts * hidden_features, -1))
+
+    def _dispatched(
+        self, x: torch.Tensor, top_index: torch.Tensor, top_gate: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
+        """Each node through its k experts only: nodes grouped by (member, expert), one small MLP per
+        group. k / E of the dense work, which on CPU pays for the gather (inference only: no backward)."""
+        members, nodes, in_features = x.shape
+        groups = top_index + self.experts * torch.arange(members, device=x.device).view(-1, 1, 1)
+        order = torch.argsort(groups.flatten(), stable=True)
+        counts = torch.bincount(groups.flatten(), minlength=members * self.experts).tolist()
+        # (member, node) row of every routing slot, grouped by (member, expert).
+        rows = order // self.top_k
+        parts = x.reshape(members * nodes, in_features).index_select(0, rows).split(counts)
+        outputs = []
+        for group, part in enumerate(parts):
+            m, e = divmod(group, self.experts)
+            hidden = F.gelu(torch.addmm(self.b_in[m, e], part, self.w_in[m, e]))
+            outputs.append(hidden @ self.w_out[m, e])
+        routed = torch.cat(outputs) * top_gate.flatten()[order, None]
+        return bias.reshape(members * nodes, -1).index_add_(0, rows, routed).view(members, nodes, -1)

@@ -137,27 +137,32 @@ class RelationalAttention(nn.Module):
             present = index >= 0
             sources = index.clamp_min(0)
             values, source_score = projected[relation].split([self.dim, heads], -1)
-            scores = (
-                source_score.index_select(1, sources.flatten()).view(members, num_target, slots, heads)
-                + self.target[relation](target).unsqueeze(2)
-                + self.edge[relation](edge_attr.flatten(0, 1)).view(members, num_target, slots, heads)
-            )
-            scores = F.leaky_relu(scores, 0.2)
+            num_source = values.shape[1]
+            # Scores as (M, H, Q, K): the K slots of a destination are contiguous, so the softmax runs
+            # over rows and the weights go to the bag sum below without a copy.
+            edge_weight = self.edge[relation].weight  # (M, A, H)
+            edge_score = edge_attr.flatten(0, 1) @ edge_weight.transpose(0, 1).flatten(1)  # (Q K, M H)
+            # gather, not index_select: several times faster along the last dimension on CPU.
+            by_head = source_score.transpose(1, 2).reshape(members * heads, num_source)
+            scores = torch.gather(by_head, 1, sources.flatten().expand(members * heads, -1))
+            scores = scores.view(members, heads, num_target, slots)
+            scores += self.target[relation](target).transpose(1, 2).unsqueeze(-1)
+            scores += edge_score.view(num_target, slots, members, heads).permute(2, 3, 0, 1)
+            scores = F.leaky_relu_(scores, 0.2)
             if present.all():  # the usual case: every query has its k neighbours
-                alpha = scores.softmax(2)
+                alpha = scores.softmax(-1)
             else:
-                absent = ~present[None, :, :, None]
+                absent = ~present
                 # A destination without any source in this relation receives nothing (all -inf -> NaN -> 0).
-                alpha = scores.masked_fill(absent, float("-inf")).softmax(2).masked_fill(absent, 0.0)
+                alpha = scores.masked_fill(absent, float("-inf")).softmax(-1).masked_fill(absent, 0.0)
             # sum_k alpha_qk v_(index_qk) for every member and head as one weighted bag sum over a table
             # of (member, head, source) rows: the (M, Q, K, D) gathered values are never materialised.
-            num_source = values.shape[1]
             table = values.view(members, num_source, heads, width).transpose(1, 2).reshape(-1, width)
             offsets = torch.arange(members * heads, device=index.device).view(-1, 1, 1) * num_source
             aggregated = F.embedding_bag(
                 (sources.unsqueeze(0) + offsets).view(-1, slots),
                 table,
-                per_sample_weights=alpha.permute(0, 3, 1, 2).reshape(-1, slots),
+                per_sample_weights=alpha.reshape(-1, slots),
                 mode="sum",
             )
             aggregated = aggregated.view(members, heads, num_target, width).transpose(1, 2).flatten(2)

@@ -86,7 +86,7 @@ class NodeInputs:
     def to(self, device: torch.device | str) -> NodeInputs:
         return self.map(lambda tensor: tensor.to(device))
 
-    def select(self, index: torch.Tensor) -> NodeInputs:
+    def select(self, index: torch.Tensor | slice) -> NodeInputs:
         return self.map(lambda tensor: tensor[index])
 
 

@@ -57,6 +57,40 @@ def test_predicting_in_chunks_equals_predicting_at_once(untrained_model_path):
     np.testing.assert_allclose(chunked.total_sd, whole.total_sd, rtol=1e-6)
 
 
+def test_predictor_neighbour_tables_equal_the_attached_edges(untrained_model_path):
+    """The predictor's fast path (padded tables straight from the graph) predicts what the network
+    predicts from the attached edge lists, and the tables hold exactly the attached edges."""
+    import torch
+
+    from soilcarbon_core.predictor import attach, attach_tables
+
+    model = SoilCarbonModel.load(untrained_model_path)
+    table = _table(model)
+    predictor = model.predictor()
+    queries = table.select(np.arange(0, 118, 3))
+    tables = attach_tables(predictor.graph, queries, model.normaliser)
+    edges = attach(predictor.graph, queries, model.normaliser)
+    assert set(tables) == set(edges) == {"spatial", "spectral", "elevation"}
+    for name, relation in edges.items():
+        from_table = tables[name].relation()
+        np.testing.assert_array_equal(from_table.edge_index, relation.edge_index)
+        np.testing.assert_array_equal(from_table.edge_attr, relation.edge_attr)
+        assert (tables[name].attr[tables[name].ids < 0] == 0).all()
+    means, variances = predictor.member_predictions(queries, chunk_size=5)
+    with torch.no_grad():
+        reference, _ = predictor.network.reference_states(
+            model.normaliser.node_inputs(model.reference),
+            predictor._edges(predictor.graph.relations),
+            predictor._labels,
+        )
+        expected = predictor.network.predict_queries(
+            model.normaliser.node_inputs(queries), predictor._edges(edges), reference
+        )
+    scale = model.normaliser.target_std
+    np.testing.assert_allclose(means, expected.mean.numpy() * scale + model.normaliser.target_mean, rtol=1e-5)
+    np.testing.assert_allclose(variances, expected.variance.numpy() * scale**2, rtol=1e-4)
+
+
 def test_reference_points_predicted_as_queries_see_themselves(untrained_model_path):
     """A query at a reference point attaches to it at distance 0 (its label is a legitimate neighbour)."""
     model = SoilCarbonModel.load(untrained_model_path)

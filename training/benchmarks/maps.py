@@ -179,6 +179,12 @@ def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
     return {"mode": mode, "cells": grid.cells, "predicted": predicted, "seconds": seconds, "peak_mib": peak}
 
 
+def cpu_counters() -> tuple[int, int]:
+    """(steal, total) CPU ticks so far, from /proc/stat: time the hypervisor gave this VM's CPUs to others."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return ticks[7], sum(ticks)
+
+
 def measure(mode: str, cells: int, folder: Path, threads: int) -> dict:
     env = {
         **os.environ,
@@ -188,10 +194,13 @@ def measure(mode: str, cells: int, folder: Path, threads: int) -> dict:
     }
     command = [sys.executable, __file__, "--child", mode, "--cells", str(cells), "--scratch", str(folder)]
     command += ["--threads", str(threads)]
+    steal, total = cpu_counters()
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if result.returncode:
         raise RuntimeError(f"{mode} at {cells} cells failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    steal_after, total_after = cpu_counters()
+    stolen = 100.0 * (steal_after - steal) / max(total_after - total, 1)
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "steal_pct": stolen}
 
 
 def report(results: list[dict], threads: int, command: str, load: float) -> str:
@@ -205,10 +214,11 @@ def report(results: list[dict], threads: int, command: str, load: float) -> str:
         f"{load:.1f} (other jobs on the same cores slow every row alike). One run each, every "
         "measurement in its own process (peak RSS of that process). Covariates: the nine La Libertad "
         "terrain rasters resampled to the grid (tiled GeoTIFFs); models trained in the same run on the 118 "
-        "La Libertad SOC stocks. Windows of 512 x 512 cells.",
+        "La Libertad SOC stocks. Windows of 512 x 512 cells. CPU steal: the share of the CPUs' time the "
+        "hypervisor gave to other machines while the row ran (from /proc/stat; it slows that row).",
         "",
-        "| cells | job | seconds | cells / s | peak memory MiB | x XGBoost | x I/O floor |",
-        "|---:|---|---:|---:|---:|---:|---:|",
+        "| cells | job | seconds | cells / s | peak memory MiB | x XGBoost | x I/O floor | CPU steal % |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     names = {
         "io": "I/O floor (read windows)",
@@ -221,7 +231,8 @@ def report(results: list[dict], threads: int, command: str, load: float) -> str:
             r = by[(mode, scale)]
             lines.append(
                 f"| {r['cells']:,} | {names[mode]} | {r['seconds']:.1f} | {r['cells'] / r['seconds']:,.0f} | "
-                f"{r['peak_mib']:.0f} | {r['seconds'] / xgb:.2f} | {r['seconds'] / floor:.2f} |"
+                f"{r['peak_mib']:.0f} | {r['seconds'] / xgb:.2f} | {r['seconds'] / floor:.2f} | "
+                f"{r['steal_pct']:.0f} |"
             )
     if len(scales) > 1:
         small, large = scales[0], scales[-1]

@@ -97,10 +97,18 @@ def test_relational_attention_ignores_unknown_and_empty_relations():
         torch.testing.assert_close(layer(target, target, other), alone)
 
 
-def test_sparse_moe_routes_to_exactly_top_k_and_mixes_their_outputs():
+@pytest.mark.parametrize("grad", [True, False], ids=["dense", "dispatched"])
+def test_sparse_moe_routes_to_exactly_top_k_and_mixes_their_outputs(grad):
+    """Both ways of running the experts (dense in training, dispatched per expert for inference on
+    CPU) equal a loop over members and experts."""
     moe = SparseMoE(2, 6, 4, experts=4, top_k=2, hidden=5)
+    with torch.no_grad():  # biases start at zero: give them values so their layout is checked too
+        moe.b_in.normal_()
+        moe.b_out.normal_()
     x = torch.randn(2, 10, 6)
-    y, balance = moe(x)
+    with torch.set_grad_enabled(grad):
+        y, balance = moe(x)
+    assert y.requires_grad == grad
     gates = moe.gates
     assert ((gates > 0).sum(-1) == 2).all()
     torch.testing.assert_close(gates.sum(-1), torch.ones(2, 10))
@@ -109,7 +117,7 @@ def test_sparse_moe_routes_to_exactly_top_k_and_mixes_their_outputs():
         for e in range(4):
             hidden = F.gelu(x[m] @ moe.w_in[m, e] + moe.b_in[m, e, 0])
             expected[m] += gates[m, :, e : e + 1] * (hidden @ moe.w_out[m, e] + moe.b_out[m, e, 0])
-    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y.detach(), expected.detach(), rtol=1e-5, atol=1e-6)
     assert balance.shape == (2,)
 
 

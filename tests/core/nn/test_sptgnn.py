@@ -8,7 +8,6 @@ import torch
 from soilcarbon_core.errors import InputError
 from soilcarbon_core.nn import SpTGNN, SpTGNNConfig
 from soilcarbon_core.nn.sptgnn import NodeInputs
-from soilcarbon_core.predictor import neighbour_tables
 
 N = 12
 
@@ -99,6 +98,26 @@ def test_queries_do_not_change_references_and_chunks_are_independent():
     torch.testing.assert_close(after.mean, before.mean)
     torch.testing.assert_close(alone.mean, together.mean[:, :2])
     torch.testing.assert_close(alone.variance, together.variance[:, :2])
+
+
+def neighbour_tables(edges: dict, num_queries: int) -> dict:
+    """Attached edges (row 0 reference, row 1 query) as padded per-query neighbour tables.
+
+    Shapes: per relation ``(edge_index (2, E), edge_attr (E, A))`` -> ``(ids (Q, K), attr (Q, K, A))``
+    with K the largest in-degree and -1 in empty slots (queries with fewer neighbours)."""
+    tables = {}
+    for name, (edge_index, edge_attr) in edges.items():
+        source, query = edge_index
+        counts = torch.bincount(query, minlength=num_queries)
+        slots = int(counts.max()) if counts.numel() else 0
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(query.numel(), device=query.device) - first[query]
+        ids = torch.full((num_queries, slots), -1, dtype=torch.long, device=query.device)
+        attr = edge_attr.new_zeros(num_queries, slots, edge_attr.shape[1])
+        ids[query, slot] = source
+        attr[query, slot] = edge_attr
+        tables[name] = (ids, attr)
+    return tables
 
 
 @pytest.mark.parametrize("graph_layers", [0, 1])
