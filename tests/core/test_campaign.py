@@ -24,20 +24,26 @@ def _places(n: int, seed: int, features: int = 2) -> PlanInputs:
     )
 
 
-def _prior(places: PlanInputs, spatial: float, feature: float) -> np.ndarray:
+def _prior(places: PlanInputs, spatial: float, feature: float, power: float) -> np.ndarray:
     """The planner's prior covariance, written out directly."""
     d = np.linalg.norm(places.coords[:, None] - places.coords[None], axis=2)
     f = ((places.features[:, None] - places.features[None]) ** 2).mean(axis=2)
-    sd = np.sqrt(places.epistemic_var)
+    mean = places.epistemic_var.mean()
+    sd = np.sqrt(mean * (places.epistemic_var / mean) ** power)
     return sd[:, None] * np.exp(-d / spatial - f / (2 * feature**2)) * sd[None]
 
 
-def test_greedy_reductions_equal_exact_gaussian_conditioning():
+@pytest.mark.parametrize(("noise_ratio", "power"), [(1.0, 1.0), (0.05, 2.0), (0.2, 0.5)])
+def test_greedy_reductions_equal_exact_gaussian_conditioning(noise_ratio, power):
     places = _places(40, seed=1)
-    settings = PlannerSettings(spatial_range_m=300.0, feature_range=0.8)
+    settings = PlannerSettings(
+        spatial_range_m=300.0, feature_range=0.8, noise_ratio=noise_ratio, variance_power=power
+    )
     plan = plan_sites(places, places, np.array([[5000.0, 5000.0]]), 6, geographic=False, settings=settings)
-    prior = _prior(places, 300.0, 0.8)
-    noise = np.diag(places.aleatoric_var)
+    prior = _prior(places, 300.0, 0.8, power)
+    noise = np.diag(noise_ratio * places.aleatoric_var)
+    # Reported in the epistemic variance's units: the field's reductions times mean(sigma_e^2) / mean(v).
+    to_epistemic = places.epistemic_var.mean() / np.diag(prior).mean()
     chosen = []
     for step, site in enumerate(plan.chosen):
         # Brute force: the mean variance reduction of every candidate given the sites chosen before.
@@ -50,17 +56,75 @@ def test_greedy_reductions_equal_exact_gaussian_conditioning():
 
         gains = [reduction([*chosen, c]) - reduction(chosen) if c not in chosen else -1 for c in range(40)]
         assert site == int(np.argmax(gains))
-        assert plan.reduction[step] == pytest.approx(gains[site], rel=1e-9)
+        assert plan.reduction[step] == pytest.approx(gains[site] * to_epistemic, rel=1e-9)
         chosen.append(int(site))
-    assert plan.area_var_before == pytest.approx(places.epistemic_var.mean())
-    assert plan.area_var_before - plan.area_var_after == pytest.approx(reduction(chosen), rel=1e-9)
+    assert plan.area_var_before == pytest.approx(places.epistemic_var.mean(), rel=1e-12)
+    assert plan.area_var_before - plan.area_var_after == pytest.approx(
+        reduction(chosen) * to_epistemic, rel=1e-9
+    )
     np.testing.assert_allclose(plan.reduction_pct, 100 * plan.reduction / places.epistemic_var.mean())
+
+
+@pytest.mark.parametrize(
+    ("noise_ratio", "power", "expected"),
+    [
+        (0.5, 1.0, [1.7]),  # (16 + 1) / (4 + 0.5 * 2) / 2
+        (1.0, 1.0, [17 / 12]),  # (16 + 1) / (4 + 2) / 2
+        (0.0, 1.0, [2.125, 0.375]),  # (4 + 0.25) / 2, then (1 - 0.25) / 2 left at site 1
+        # v = 2.5 (4 / 2.5)^2 = 6.4 and 0.4: gains (6.4 + 0.1) / 2 and 0.3 / 2 of v, whose mean is 3.4;
+        # reported in epistemic units (mean 2.5): x 2.5 / 3.4.
+        (0.0, 2.0, [3.25 * 2.5 / 3.4, 0.15 * 2.5 / 3.4]),
+    ],
+)
+def test_two_places_known_answer(noise_ratio, power, expected):
+    """Epistemic variances 4 and 1, correlation 0.5, aleatoric variance 2: the gains written out by hand.
+
+    Site 0 first: G = (C00^2 + C10^2) / (C00 + 2 r) / 2. Without noise the second site removes what is
+    left, so no variance remains.
+    """
+    places = PlanInputs(
+        coords=np.array([[0.0, 0.0], [100.0 * np.log(2.0), 0.0]]),  # exp(-d / L_s) = 0.5 for L_s = 100 m
+        features=np.empty((2, 0)),
+        epistemic_var=np.array([4.0, 1.0]),
+        aleatoric_var=np.array([2.0, 2.0]),
+    )
+    settings = PlannerSettings(spatial_range_m=100.0, noise_ratio=noise_ratio, variance_power=power)
+    plan = plan_sites(places, places, np.empty((0, 2)), 2, geographic=False, settings=settings)
+    assert plan.chosen.tolist() == [0, 1]
+    np.testing.assert_allclose(plan.reduction[: len(expected)], expected, rtol=1e-12)
+    if noise_ratio == 0.0:
+        assert plan.area_var_after == pytest.approx(0.0, abs=1e-12)
+
+
+def test_low_noise_spreads_sites_over_the_uncertainty_mass():
+    """A 20 x 20 grid (variance 1) and a dense patch of 40 places with twice the variance: with gamma = 2,
+    v = 0.92 and 3.67, so the patch holds 29 % of the field's variance mass (4.6 sites of 16). With the
+    noise equal to the aleatoric variance (9x the epistemic, as on the Africa data) a sample removes
+    little, so the greedy plan keeps returning to the patch; with the default noise ratio a site clears
+    its surroundings and the sites follow the variance mass."""
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(np.arange(20.0), np.arange(20.0)), axis=-1).reshape(-1, 2) * 100.0
+    coords = np.vstack([grid, rng.uniform(200.0, 350.0, (40, 2))])
+    variance = np.r_[np.ones(400), np.full(40, 2.0)]
+    places = PlanInputs(coords, np.empty((440, 0)), variance, 9.0 * variance)
+
+    def plan(settings: PlannerSettings) -> tuple[int, float]:
+        """Sites in the patch, and the smallest distance between two sites."""
+        chosen = plan_sites(places, places, np.empty((0, 2)), 16, geographic=False, settings=settings).chosen
+        sites = coords[chosen]
+        gaps = np.linalg.norm(sites[:, None] - sites[None], axis=2)[np.triu_indices(16, 1)]
+        return int((chosen >= 400).sum()), float(gaps.min())
+
+    in_patch, closest = plan(PlannerSettings(spatial_range_m=300.0, noise_ratio=1.0))
+    assert in_patch >= 12 and closest < 30.0
+    in_patch, closest = plan(PlannerSettings(spatial_range_m=300.0))
+    assert 3 <= in_patch <= 6 and closest > 50.0
 
 
 def test_without_correlation_or_noise_the_most_uncertain_places_come_first():
     places = _places(30, seed=2)
     places = PlanInputs(places.coords, places.features, places.epistemic_var, np.zeros(30))
-    settings = PlannerSettings(spatial_range_m=1e-6, feature_range=1e-3)
+    settings = PlannerSettings(spatial_range_m=1e-6, feature_range=1e-3, variance_power=1.0)
     plan = plan_sites(places, places, np.empty((0, 2)), 5, geographic=False, settings=settings)
     np.testing.assert_array_equal(plan.chosen, np.argsort(-places.epistemic_var)[:5])
     np.testing.assert_allclose(plan.reduction, np.sort(places.epistemic_var)[::-1][:5] / 30)

@@ -1,7 +1,8 @@
 """Field-campaign experiment on Africa: the campaign planner against random sampling and cLHS.
 
     python training/benchmarks/campaign.py --out training/reports/campaign_africa.md --tune --seeds 10 \
-        --dev-seeds 5 --spaced-km 5,10 --threads 2
+        --dev-seeds 10 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05,1 \
+        --variance-powers 1,2 --threads 2
 
 A region (a lon/lat box) of the AfSP topsoil data is held out. Per seed its sites (one sample per
 location) are split at random into test sites (40 %) and a candidate pool (60 %); the initial sparse
@@ -13,16 +14,18 @@ region sites fixed); the ensemble is retrained from scratch and scored on the te
 
 The validation split (early stopping, calibration) is drawn once per seed on the initial sample with the
 train job's functions; added sites always join the fitting set, so within a seed the methods differ only
-by the sites they add. With ``--tune`` a grid of planner settings is first run on a development region
-(another box); the setting with the lowest RMSE there joins the default planner on the evaluation region,
-whose test sites never choose anything; ``--spaced-km`` adds, post hoc, planners with a minimum spacing
-between sites, chosen the same way. The report is rewritten after every seed (``--resume`` continues a
+by the sites they add. With ``--tune`` a grid of planner settings (L_f x L_s x noise ratio r x variance
+power gamma) is first run on a development region (another box); the setting with the lowest RMSE there
+joins the default planner on the evaluation region (unless it is the default), whose test sites never
+choose anything; ``--spaced-km`` adds, post hoc, planners with a minimum spacing between sites, chosen
+the same way. The report is rewritten after every seed (``--resume`` continues a
 stopped run; ``--render-only`` rewrites the report from its JSON).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -199,7 +202,10 @@ class Experiment:
 
 def planner_label(settings: PlannerSettings) -> str:
     spatial = f"{settings.spatial_range_m / 1000:g} km" if settings.spatial_range_m else "gap"
-    return f"planner L_f={settings.feature_range:g} L_s={spatial}"
+    return (
+        f"planner L_f={settings.feature_range:g} L_s={spatial} r={settings.noise_ratio:g} "
+        f"γ={settings.variance_power:g}"
+    )
 
 
 def run_seed(
@@ -485,7 +491,10 @@ def _settings_text(settings: dict, plans: list[dict]) -> str:
         )
     spacing = settings["min_spacing_m"]
     spacing_text = f", sites at least {spacing / 1000:g} km apart" if spacing else ""
-    return f"L_f = {settings['feature_range']:g} sd, L_s = {spatial_text}{spacing_text}"
+    return (
+        f"L_f = {settings['feature_range']:g} sd, L_s = {spatial_text}, r = {settings['noise_ratio']:g}, "
+        f"γ = {settings['variance_power']:g}{spacing_text}"
+    )
 
 
 def _results(phase: dict, unit: str, detail: bool = True) -> list[str]:
@@ -572,9 +581,10 @@ def render(report: dict) -> str:
         f"- N = {', '.join(map(str, design['budgets']))} added sites chosen by:",
         "  - **planner** (`soilcarbon_core/campaign.py`): greedy choice of the candidate that most lowers "
         "the area's mean epistemic variance, modelling the ensemble's error as a Gaussian field (variance = "
-        "epistemic variance, correlation decaying with ground distance over L_s and with similarity-feature "
-        "distance over L_f), a measurement's noise = the aleatoric variance, then a Kalman update of the "
-        "field. Area: every region site (pool and test; covariates and places, never test labels). "
+        "the epistemic variance with its contrasts about the area's mean raised to the power γ, correlation "
+        "decaying with ground distance over L_s and with similarity-feature distance over L_f), a "
+        "measurement's noise = r x the aleatoric variance, then a Kalman update of the field. Area: every "
+        "region site (pool and test; covariates and places, never test labels). "
         "Planned once per seed with N = 100; its first N sites are the N-site plan. Settings: "
         + "; ".join(
             f"`{name}`: {_settings_text(settings, [s['plans'][name] for s in seeds])}"
@@ -617,9 +627,16 @@ def render(report: dict) -> str:
             f"Region {development['region']['box']}: {dev_sizes['region_sites']:,} sites, "
             f"{dev_sizes['test']:,} test sites, {dev_sizes['candidates']:,} candidates; the same design and "
             f"training. Grid: L_f in {_listing(report['grid']['feature_range'])} sd, L_s in "
-            f"{_listing(report['grid']['spatial_range_km'])} km (0: the default, the median gap). "
-            "Criterion: the lowest RMSE averaged over seeds and N (among the L_f x L_s grid; the spaced "
-            "planners, post hoc, are compared among themselves). Mean RMSE over N per method: "
+            f"{_listing(report['grid']['spatial_range_km'])} km (0: the default, the median gap), noise "
+            f"ratio r in {_listing(report['grid']['noise_ratio'])}, variance power γ in "
+            f"{_listing(report['grid']['variance_power'])}. Criterion: the lowest RMSE averaged over seeds "
+            "and N (among the L_f x L_s x r x γ grid"
+            + (
+                "; the spaced planners, post hoc, are compared among themselves"
+                if report.get("spaced_km")
+                else ""
+            )
+            + "). Mean RMSE over N per method: "
             + ", ".join(f"`{m}` {mean_rmse(development, m):.3f}" for m in development["methods"])
             + f". Chosen: `{report['chosen']}`"
             + (f" and, post hoc, `{report['chosen_spaced']}`." if report.get("chosen_spaced") else "."),
@@ -650,6 +667,12 @@ def _added(phase: dict, unit: str) -> list[str]:
     added = phase["added"]
     epistemic = np.mean([p["candidates_epistemic_var"] for s in phase["seeds"] for p in s["plans"].values()])
     aleatoric = np.mean([p["candidates_aleatoric_var"] for s in phase["seeds"] for p in s["plans"].values()])
+    ratio = phase["planners"]["planner"]["noise_ratio"]
+
+    def removed(r: float) -> str:
+        """The share of the epistemic variance a sample removes at its own site, with noise r x aleatoric."""
+        return f"{epistemic / (epistemic + r * aleatoric):.0%}"
+
     return [
         "Mean over seeds, read after the fact to explain the RMSEs (no method sees these labels): the mean "
         f"target of the added sites (candidates: {added['candidates']['target']:.1f} {unit}), the median "
@@ -668,11 +691,12 @@ def _added(phase: dict, unit: str) -> list[str]:
         ),
         "",
         f"At the candidates the initial model's epistemic variance averages {epistemic:.1f} ({unit})² "
-        f"against an aleatoric (measurement-noise) variance of {aleatoric:.1f} ({unit})², so in the "
-        f"planner's Gaussian model a sample removes only {epistemic / (epistemic + aleatoric):.0%} of the "
-        "epistemic variance at its own site (with these average variances; less around it), and the places "
-        "that were most uncertain stay the most attractive after it: the greedy plan keeps returning to "
-        "them. The spacing column shows how clustered its sites are next to random sampling and cLHS.",
+        f"against an aleatoric variance of {aleatoric:.1f} ({unit})². With the measurement noise equal to "
+        f"the aleatoric variance (r = 1) a sample would remove only {removed(1.0)} of the epistemic variance "
+        "at its own site in the planner's Gaussian model (with these average variances; less around it), "
+        "so the places that were most uncertain would stay the most attractive after it and the greedy plan "
+        f"would keep returning to them; the default planner's r = {ratio:g} removes {removed(ratio)}. The "
+        "spacing column shows how clustered the sites are next to random sampling and cLHS.",
     ]
 
 
@@ -723,8 +747,14 @@ def main(argv: list[str] | None = None) -> int:
         "the default and the chosen planner",
     )
     parser.add_argument("--dev-seeds", type=int, default=5, help="seeds on the development region")
-    parser.add_argument("--feature-ranges", default="0.25,0.5,1.0", help="L_f grid (sd) for --tune")
-    parser.add_argument("--spatial-ranges-km", default="0,200", help="L_s grid (km; 0: default) for --tune")
+    parser.add_argument("--feature-ranges", default="0.5", help="L_f grid (sd) for --tune")
+    parser.add_argument("--spatial-ranges-km", default="0", help="L_s grid (km; 0: default) for --tune")
+    parser.add_argument(
+        "--noise-ratios", default="0.05,1", help="r grid (measurement noise / aleatoric variance) for --tune"
+    )
+    parser.add_argument(
+        "--variance-powers", default="1,2", help="γ grid (field variance contrast) for --tune"
+    )
     parser.add_argument(
         "--spaced-km",
         default="",
@@ -797,17 +827,18 @@ def main(argv: list[str] | None = None) -> int:
     default = PlannerSettings()
     planners = {"planner": default}
     if args.tune:
-        grid = {
-            planner_label(settings): settings
-            for settings in (
-                PlannerSettings(feature_range=f, spatial_range_m=1000.0 * km)
-                for f in _floats(args.feature_ranges)
-                for km in _floats(args.spatial_ranges_km)
-            )
-        }
         report["grid"] = {
             "feature_range": _floats(args.feature_ranges),
             "spatial_range_km": _floats(args.spatial_ranges_km),
+            "noise_ratio": _floats(args.noise_ratios),
+            "variance_power": _floats(args.variance_powers),
+        }
+        grid = {
+            planner_label(settings): settings
+            for settings in (
+                PlannerSettings(feature_range=f, spatial_range_m=1000.0 * km, noise_ratio=r, variance_power=g)
+                for f, km, r, g in itertools.product(*report["grid"].values())
+            )
         }
         spaced = {
             f"planner spaced {km:g} km": PlannerSettings(min_spacing_m=1000.0 * km)
