@@ -145,19 +145,18 @@ class EnsemblePredictor:
             for name, (index, attr) in self.normaliser.edges(self._kept(relations)).items()
         }
 
-    def _attach(self, block: NodeTable, threads: int) -> dict[str, NeighbourTable]:
-        """The block's neighbour tables; a large block is attached in parts on up to ``threads`` parallel
-        threads (the KD-tree and numpy release the GIL)."""
+    def _attach(self, block: NodeTable, pool: ThreadPoolExecutor, threads: int) -> dict[str, NeighbourTable]:
+        """The block's neighbour tables; a large block is attached in parts on up to ``threads`` threads of
+        ``pool`` (the KD-tree and numpy release the GIL)."""
         parts = min(threads, len(block) // _MIN_ATTACH_PART)
         if parts < 2:
             return attach_tables(self.graph, block, self.normaliser)
-        with ThreadPoolExecutor(parts) as pool:
-            found = list(
-                pool.map(
-                    lambda rows: attach_tables(self.graph, block.select(rows), self.normaliser),
-                    np.array_split(np.arange(len(block)), parts),
-                )
+        found = list(
+            pool.map(
+                lambda rows: attach_tables(self.graph, block.select(rows), self.normaliser),
+                np.array_split(np.arange(len(block)), parts),
             )
+        )
         return {name: NeighbourTable.concatenate([tables[name] for tables in found]) for name in found[0]}
 
     def member_predictions(
@@ -192,7 +191,7 @@ class EnsemblePredictor:
         try:
             for start in range(0, total, attach_size):
                 block = table.select(np.arange(start, min(start + attach_size, total)))
-                tables = self.normaliser.neighbours(self._kept(self._attach(block, threads)))
+                tables = self.normaliser.neighbours(self._kept(self._attach(block, pool, threads)))
                 neighbours = {
                     name: (ids.to(self.device), attr.to(self.device)) for name, (ids, attr) in tables.items()
                 }

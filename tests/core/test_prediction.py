@@ -68,6 +68,7 @@ def test_predictor_neighbour_tables_equal_the_attached_edges(untrained_model_pat
     table = _table(model)
     predictor = model.predictor()
     queries = table.select(np.arange(0, 118, 3))
+    queries.elevation[0] = np.nan  # no elevation edges for this query: a row of empty slots
     tables = attach_tables(predictor.graph, queries, model.normaliser)
     edges = attach(predictor.graph, queries, model.normaliser)
     assert set(tables) == set(edges) == {"spatial", "spectral", "elevation"}
@@ -76,6 +77,7 @@ def test_predictor_neighbour_tables_equal_the_attached_edges(untrained_model_pat
         np.testing.assert_array_equal(from_table.edge_index, relation.edge_index)
         np.testing.assert_array_equal(from_table.edge_attr, relation.edge_attr)
         assert (tables[name].attr[tables[name].ids < 0] == 0).all()
+    assert (tables["elevation"].ids[0] == -1).all() and (tables["elevation"].ids[1:] >= 0).all()
     means, variances = predictor.member_predictions(queries, chunk_size=5)
     with torch.no_grad():
         reference, _ = predictor.network.reference_states(
