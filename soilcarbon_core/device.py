@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from soilcarbon_core.errors import InputError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -23,3 +26,24 @@ def resolve_device(name: str = "auto"):
             )
         return torch.device(name)
     raise InputError(f"Unknown device '{name}'.", f"Use one of: {', '.join(DEVICES)}.")
+
+
+@contextmanager
+def one_thread_each() -> Iterator[None]:
+    """Torch's and the KD-tree's work on one thread each inside the block, restored after.
+
+    For work split into tasks that run on parallel threads, one core per task: torch's intra-op
+    threads (and the KD-tree's workers) of several tasks would otherwise contend for the same cores,
+    which slows OpenMP down several times over."""
+    import torch
+
+    from soilcarbon_core.graph import neighbours
+
+    threads = torch.get_num_threads()
+    workers = neighbours.set_workers(1)
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        neighbours.set_workers(workers)

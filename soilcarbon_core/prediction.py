@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from contextlib import closing, nullcontext
 from pathlib import Path
 
 import numpy as np
 
 import soilcarbon_core
-from soilcarbon_core.device import resolve_device
+from soilcarbon_core.device import one_thread_each, resolve_device
 from soilcarbon_core.errors import SchemaMismatchError
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.imagery.cache import file_sha256
@@ -26,6 +27,7 @@ from soilcarbon_core.io.rasters import RasterSource
 from soilcarbon_core.io.vector_out import write_points_gpkg
 from soilcarbon_core.maps.cog import PartialMap
 from soilcarbon_core.maps.grid import WINDOW, GridSpec
+from soilcarbon_core.maps.parallel import ordered_parallel
 from soilcarbon_core.model import SoilCarbonModel
 from soilcarbon_core.predictor import PREDICTION_FIELDS, Prediction
 from soilcarbon_core.progress import ProgressCallback, scaled, silent
@@ -93,10 +95,12 @@ def predict_valid(
     method: str,
     progress: ProgressCallback,
     encoder=None,
+    threads: int | None = None,
 ) -> tuple[Prediction, np.ndarray, NodeTable]:
     """Predict points whose needed features are all known (:func:`query_table`); the others get NaN.
 
     Returns the prediction, ``valid`` (n,) bool and the points' :class:`NodeTable` (the model's inputs).
+    ``threads``: as in :meth:`~soilcarbon_core.predictor.EnsemblePredictor.member_predictions`.
 
     Imagery chips (``encoder``) that are masked do not stop a prediction: the stream's mask token
     stands in, as in training."""
@@ -104,7 +108,7 @@ def predict_valid(
     columns = {name: np.full(len(points), np.nan) for name in Prediction.__dataclass_fields__}
     if valid.any():
         prediction = predictor.predict(
-            table.select(np.flatnonzero(valid)), progress=scaled(progress, 0.3, 1.0)
+            table.select(np.flatnonzero(valid)), threads=threads, progress=scaled(progress, 0.3, 1.0)
         )
         for name in columns:
             columns[name][valid] = getattr(prediction, name)
@@ -201,22 +205,37 @@ def predict_grid(
     resumed = len(partial.done)
     if resumed:
         progress(0.02, f"Resuming: {resumed} of {len(windows)} windows already done")
+    todo = [index for index in range(len(windows)) if index not in partial.done]
+    # On a CPU whole windows run on parallel threads, one core each (see maps.parallel); a lone window
+    # spreads its own chunks over the cores instead.
+    workers = min(predictor.parallel_threads(), len(todo))
+    threads = 1 if workers > 1 else None
+
+    def predict_window(index: int, report: ProgressCallback) -> tuple[np.ndarray, int]:
+        window = windows[index]
+        xs, ys = grid.cell_centres(window)
+        points = SamplePoints.at(xs, ys, grid.crs, source="grid")
+        prediction, valid, _ = predict_valid(
+            model, predictor, with_date(points, date), list(rasters), "nearest", report, encoder, threads
+        )
+        values = np.stack([np.where(valid, v, NODATA) for v in prediction.columns().values()])
+        return values.reshape(len(PREDICTION_FIELDS), window.height, window.width), int(valid.sum())
+
     try:
-        for index, window in enumerate(windows):
-            if index in partial.done:
-                continue
-            step = scaled(
-                progress, 0.02 + 0.93 * index / len(windows), 0.02 + 0.93 * (index + 1) / len(windows)
-            )
-            step(0.0, f"Window {index + 1} of {len(windows)}")
-            xs, ys = grid.cell_centres(window)
-            points = SamplePoints.at(xs, ys, grid.crs, source="grid")
-            prediction, valid, _ = predict_valid(
-                model, predictor, with_date(points, date), list(rasters), "nearest", step, encoder
-            )
-            values = np.stack([np.where(valid, v, NODATA) for v in prediction.columns().values()])
-            shape = (len(PREDICTION_FIELDS), window.height, window.width)
-            partial.write(index, window, values.reshape(shape), int(valid.sum()))
+        with (
+            one_thread_each() if workers > 1 else nullcontext(),
+            closing(
+                ordered_parallel(
+                    todo,
+                    predict_window,
+                    workers,
+                    scaled(progress, 0.02, 0.95),
+                    lambda n: f"Window {todo[n] + 1} of {len(windows)}",
+                )
+            ) as results,
+        ):
+            for index, (values, valid_cells) in results:
+                partial.write(index, windows[index], values, valid_cells)
         progress(0.95, "Writing the Cloud-Optimised GeoTIFF")
         partial.finish()
     except Exception:

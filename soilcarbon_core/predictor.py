@@ -7,11 +7,14 @@ Queries only receive messages, so predicting them never changes the reference no
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
+from soilcarbon_core.device import one_thread_each
 from soilcarbon_core.features import NodeTable, Normaliser
 from soilcarbon_core.graph import GraphParams, NeighbourTable, ReferenceGraph, Relation
 from soilcarbon_core.progress import ProgressCallback, silent
@@ -122,18 +125,27 @@ class EnsemblePredictor:
         self.graph = graph or reference_graph(reference, normaliser, graph_params, geographic=geographic)
         self._labels = torch.as_tensor(normaliser.target(reference_target), dtype=torch.float32)
         self._sources = None
+        self._sources_lock = threading.Lock()  # map windows on parallel threads share the states
 
     def _reference_sources(self) -> list:
         """The reference nodes' states and projected messages, computed on first use, once per model."""
         import torch
 
-        if self._sources is None:
-            edges = self._edges(self.graph.relations)
-            nodes = self.normaliser.node_inputs(self.reference).to(self.device)
-            with torch.no_grad():
-                states, _ = self.network.reference_states(nodes, edges, self._labels.to(self.device))
-                self._sources = self.network.query_sources(states)
+        with self._sources_lock:
+            if self._sources is None:
+                edges = self._edges(self.graph.relations)
+                nodes = self.normaliser.node_inputs(self.reference).to(self.device)
+                with torch.no_grad():
+                    states, _ = self.network.reference_states(nodes, edges, self._labels.to(self.device))
+                    self._sources = self.network.query_sources(states)
         return self._sources
+
+    def parallel_threads(self) -> int:
+        """How many CPU threads prediction work may be spread over: torch's thread setting on a CPU,
+        1 on a GPU (one stream of work keeps it busy)."""
+        import torch
+
+        return torch.get_num_threads() if self.device.type == "cpu" else 1
 
     def _kept(self, relations: dict) -> dict:
         """The relations (edges or tables) the network was trained with."""
@@ -145,7 +157,9 @@ class EnsemblePredictor:
             for name, (index, attr) in self.normaliser.edges(self._kept(relations)).items()
         }
 
-    def _attach(self, block: NodeTable, pool: ThreadPoolExecutor, threads: int) -> dict[str, NeighbourTable]:
+    def _attach(
+        self, block: NodeTable, pool: ThreadPoolExecutor | None, threads: int
+    ) -> dict[str, NeighbourTable]:
         """The block's neighbour tables; a large block is attached in parts on up to ``threads`` threads of
         ``pool`` (the KD-tree and numpy release the GIL)."""
         parts = min(threads, len(block) // _MIN_ATTACH_PART)
@@ -165,19 +179,21 @@ class EnsemblePredictor:
         *,
         chunk_size: int = 4096,
         attach_size: int = 65_536,
+        threads: int | None = None,
         progress: ProgressCallback = silent,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-member means and variances (M, N) in target units.
 
         Queries are attached ``attach_size`` at a time (large KD-tree batches amortise the search) and
         run through the network ``chunk_size`` at a time (small enough for the CPU caches). On CPU the
-        chunks run on parallel threads, one core each (as many as torch's thread setting): the network's
-        operations on a chunk are too small to share cores well, whole chunks are not."""
+        chunks run on ``threads`` parallel threads (default :meth:`parallel_threads`), one core each:
+        the network's operations on a chunk are too small to share cores well, whole chunks are not.
+        With ``threads=1`` everything runs on the calling thread, with torch's own thread setting."""
         import torch
 
         sources = self._reference_sources()
-        threads = torch.get_num_threads() if self.device.type == "cpu" else 1
-        pool = ThreadPoolExecutor(threads)
+        threads = threads or self.parallel_threads()
+        pool = ThreadPoolExecutor(threads) if threads > 1 else None
         means, variances = [], []
         total = len(table)
 
@@ -186,46 +202,67 @@ class EnsemblePredictor:
                 output = self.network.predict_neighbours(inputs, chunk, sources)
             return output.mean.cpu().numpy(), output.variance.cpu().numpy()
 
-        if threads > 1:
-            torch.set_num_threads(1)  # one core per chunk, restored below
         try:
-            for start in range(0, total, attach_size):
-                block = table.select(np.arange(start, min(start + attach_size, total)))
-                tables = self.normaliser.neighbours(self._kept(self._attach(block, pool, threads)))
-                neighbours = {
-                    name: (ids.to(self.device), attr.to(self.device)) for name, (ids, attr) in tables.items()
-                }
-                inputs = self.normaliser.node_inputs(block).to(self.device)
-                chunks = [slice(offset, offset + chunk_size) for offset in range(0, len(block), chunk_size)]
-                results = [
-                    pool.submit(
-                        run,
-                        inputs.select(rows),
-                        {name: (ids[rows], attr[rows]) for name, (ids, attr) in neighbours.items()},
+            with one_thread_each() if pool is not None else nullcontext():
+                for start in range(0, total, attach_size):
+                    block = table.select(np.arange(start, min(start + attach_size, total)))
+                    tables = self.normaliser.neighbours(self._kept(self._attach(block, pool, threads)))
+                    neighbours = {
+                        name: (ids.to(self.device), attr.to(self.device))
+                        for name, (ids, attr) in tables.items()
+                    }
+                    inputs = self.normaliser.node_inputs(block).to(self.device)
+                    chunks = [
+                        slice(offset, offset + chunk_size) for offset in range(0, len(block), chunk_size)
+                    ]
+                    work = (
+                        (
+                            inputs.select(rows),
+                            {name: (ids[rows], attr[rows]) for name, (ids, attr) in neighbours.items()},
+                        )
+                        for rows in chunks
                     )
-                    for rows in chunks
-                ]
-                for rows, result in zip(chunks, results, strict=True):
-                    done = start + rows.start
-                    progress(done / max(total, 1), f"Predicting {done:,} / {total:,}")
-                    mean, variance = result.result()
-                    means.append(mean)
-                    variances.append(variance)
+                    # On parallel threads every chunk is submitted at once; on this thread one at a time.
+                    results = (
+                        [pool.submit(run, *args) for args in work]
+                        if pool is not None
+                        else (_now(run, *args) for args in work)
+                    )
+                    for rows, result in zip(chunks, results, strict=True):
+                        done = start + rows.start
+                        progress(done / max(total, 1), f"Predicting {done:,} / {total:,}")
+                        mean, variance = result.result()
+                        means.append(mean)
+                        variances.append(variance)
         finally:
-            pool.shutdown(cancel_futures=True)
-            if threads > 1:
-                torch.set_num_threads(threads)
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
         progress(1.0, f"Predicted {total:,} places")
         scale = self.normaliser.target_std
         mean = np.concatenate(means, axis=1) * scale + self.normaliser.target_mean
         return mean.astype(np.float64), np.concatenate(variances, axis=1).astype(np.float64) * scale**2
 
     def predict(
-        self, table: NodeTable, *, chunk_size: int = 4096, progress: ProgressCallback = silent
+        self,
+        table: NodeTable,
+        *,
+        chunk_size: int = 4096,
+        threads: int | None = None,
+        progress: ProgressCallback = silent,
     ) -> Prediction:
-        """Calibrated ensemble prediction for every node of ``table``."""
-        means, variances = self.member_predictions(table, chunk_size=chunk_size, progress=progress)
+        """Calibrated ensemble prediction for every node of ``table`` (``threads``: as in
+        :meth:`member_predictions`)."""
+        means, variances = self.member_predictions(
+            table, chunk_size=chunk_size, threads=threads, progress=progress
+        )
         return finish_prediction(means, variances, self.calibrator, self.level)
+
+
+def _now(function, *args) -> Future:
+    """``function(*args)`` run on this thread, as a finished future."""
+    future: Future = Future()
+    future.set_result(function(*args))
+    return future
 
 
 def finish_prediction(means: np.ndarray, variances: np.ndarray, calibrator, level: float = 0.9) -> Prediction:
