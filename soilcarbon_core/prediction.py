@@ -210,13 +210,14 @@ def predict_grid(
     # spreads its own chunks over the cores instead.
     workers = min(predictor.parallel_threads(), len(todo))
     threads = 1 if workers > 1 else None
+    rasters = list(rasters)
 
     def predict_window(index: int, report: ProgressCallback) -> tuple[np.ndarray, int]:
         window = windows[index]
         xs, ys = grid.cell_centres(window)
         points = SamplePoints.at(xs, ys, grid.crs, source="grid")
         prediction, valid, _ = predict_valid(
-            model, predictor, with_date(points, date), list(rasters), "nearest", report, encoder, threads
+            model, predictor, with_date(points, date), rasters, "nearest", report, encoder, threads
         )
         values = np.stack([np.where(valid, v, NODATA) for v in prediction.columns().values()])
         return values.reshape(len(PREDICTION_FIELDS), window.height, window.width), int(valid.sum())

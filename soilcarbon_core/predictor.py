@@ -8,9 +8,10 @@ Queries only receive messages, so predicting them never changes the reference no
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -222,16 +223,17 @@ class EnsemblePredictor:
                         )
                         for rows in chunks
                     )
-                    # On parallel threads every chunk is submitted at once; on this thread one at a time.
-                    results = (
-                        [pool.submit(run, *args) for args in work]
+                    # On parallel threads every chunk is submitted at once; on this thread each runs
+                    # when fetched, after its progress report (where a cancel stops it).
+                    fetch = (
+                        [pool.submit(run, *args).result for args in work]
                         if pool is not None
-                        else (_now(run, *args) for args in work)
+                        else [partial(run, *args) for args in work]
                     )
-                    for rows, result in zip(chunks, results, strict=True):
+                    for rows, chunk_output in zip(chunks, fetch, strict=True):
                         done = start + rows.start
                         progress(done / max(total, 1), f"Predicting {done:,} / {total:,}")
-                        mean, variance = result.result()
+                        mean, variance = chunk_output()
                         means.append(mean)
                         variances.append(variance)
         finally:
@@ -256,13 +258,6 @@ class EnsemblePredictor:
             table, chunk_size=chunk_size, threads=threads, progress=progress
         )
         return finish_prediction(means, variances, self.calibrator, self.level)
-
-
-def _now(function, *args) -> Future:
-    """``function(*args)`` run on this thread, as a finished future."""
-    future: Future = Future()
-    future.set_result(function(*args))
-    return future
 
 
 def finish_prediction(means: np.ndarray, variances: np.ndarray, calibrator, level: float = 0.9) -> Prediction:

@@ -52,12 +52,13 @@ def test_cancelling_stops_the_items_under_way_and_starts_no_more():
     def work(item: int, report) -> int:
         started.append(item)
         try:
-            while True:
+            for _ in range(2000):  # bounded: code that never stops items fails below instead of hanging
                 report(0.5)  # raises Cancelled once the run is stopping
                 release.wait(0.01)
         except Cancelled:
             stopped.append(item)
             raise
+        return item
 
     def progress(fraction: float, message: str = "") -> None:
         if len(started) >= 2:
