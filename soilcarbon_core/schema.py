@@ -75,7 +75,9 @@ class InputSchema:
         from rasterio.warp import transform
 
         self.require(available, points)
-        x, y = transform(points.crs, CRS.from_wkt(self.crs), points.x, points.y)
+        crs = CRS.from_wkt(self.crs)
+        # Points already in the model's CRS (a map on the model's grid) skip PROJ's identity pass.
+        x, y = (points.x, points.y) if points.crs == crs else transform(points.crs, crs, points.x, points.y)
 
         def stack(names: list[str]) -> np.ndarray:
             if not names:

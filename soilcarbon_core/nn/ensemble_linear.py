@@ -35,6 +35,17 @@ class EnsembleLinear(nn.Module):
             return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias, x, self.weight)
 
+    def transposed(self, x: torch.Tensor) -> torch.Tensor:
+        """The same map with the node axis last: (M, N, in_features) -> (M, out_features, N).
+
+        For few outputs (routers, attention scores) this product is several times faster on CPU than
+        :meth:`forward`, because the long node axis becomes the product's output width."""
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(self.members, -1, -1)
+        if self.bias is None:
+            return torch.bmm(self.weight.transpose(1, 2), x.transpose(1, 2))
+        return torch.baddbmm(self.bias.transpose(1, 2), self.weight.transpose(1, 2), x.transpose(1, 2))
+
     def extra_repr(self) -> str:
         return f"members={self.members}, in_features={self.in_features}, out_features={self.out_features}"
 

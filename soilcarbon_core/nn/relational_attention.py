@@ -129,10 +129,19 @@ class RelationalAttention(nn.Module):
         """
         members, num_target, _ = target.shape
         heads, width = self.heads, self.dim // self.heads
-        message = torch.zeros_like(target)
-        for relation, (index, edge_attr) in neighbours.items():
-            if relation not in projected or index.shape[1] == 0:
-                continue
+        active = [
+            (relation, index, edge_attr)
+            for relation, (index, edge_attr) in neighbours.items()
+            if relation in projected and index.shape[1]
+        ]
+        if not active:
+            return self._update(target, torch.zeros_like(target))
+        # The destination scores of every relation from one product, as (M, R H, Q): with the long node
+        # axis as the product's output width it is several times faster on CPU than (M, Q, R H).
+        target_weight = torch.cat([self.target[relation].weight for relation, _, _ in active], -1)
+        target_score = torch.bmm(target_weight.transpose(1, 2), target.transpose(1, 2))
+        message = None
+        for position, (relation, index, edge_attr) in enumerate(active):
             slots = index.shape[1]
             present = index >= 0
             sources = index.clamp_min(0)
@@ -140,14 +149,14 @@ class RelationalAttention(nn.Module):
             num_source = values.shape[1]
             # Scores as (M, H, Q, K): the K slots of a destination are contiguous, so the softmax runs
             # over rows and the weights go to the bag sum below without a copy.
-            edge_weight = self.edge[relation].weight  # (M, A, H)
-            edge_score = edge_attr.flatten(0, 1) @ edge_weight.transpose(0, 1).flatten(1)  # (Q K, M H)
             # gather, not index_select: several times faster along the last dimension on CPU.
             by_head = source_score.transpose(1, 2).reshape(members * heads, num_source)
             scores = torch.gather(by_head, 1, sources.flatten().expand(members * heads, -1))
+            # + w_E . e_ij for every member and head as one (M H, A) @ (A, Q K) product into the scores.
+            edge_weight = self.edge[relation].weight.transpose(1, 2).reshape(members * heads, -1)
+            scores.addmm_(edge_weight, edge_attr.flatten(0, 1).t())
             scores = scores.view(members, heads, num_target, slots)
-            scores += self.target[relation](target).transpose(1, 2).unsqueeze(-1)
-            scores += edge_score.view(num_target, slots, members, heads).permute(2, 3, 0, 1)
+            scores += target_score[:, position * heads : (position + 1) * heads].unsqueeze(-1)
             scores = F.leaky_relu_(scores, 0.2)
             if present.all():  # the usual case: every query has its k neighbours
                 alpha = scores.softmax(-1)
@@ -159,14 +168,18 @@ class RelationalAttention(nn.Module):
             # of (member, head, source) rows: the (M, Q, K, D) gathered values are never materialised.
             table = values.view(members, num_source, heads, width).transpose(1, 2).reshape(-1, width)
             offsets = torch.arange(members * heads, device=index.device).view(-1, 1, 1) * num_source
-            aggregated = F.embedding_bag(
+            bags = F.embedding_bag(
                 (sources.unsqueeze(0) + offsets).view(-1, slots),
                 table,
                 per_sample_weights=alpha.reshape(-1, slots),
                 mode="sum",
             )
-            aggregated = aggregated.view(members, heads, num_target, width).transpose(1, 2).flatten(2)
-            message = message + self.output[relation](aggregated)
+            aggregated = bags.view(members, heads, num_target, width).transpose(1, 2).flatten(2)
+            # sum_r W_O^r m^r, accumulated in place.
+            weight = self.output[relation].weight
+            message = (
+                torch.bmm(aggregated, weight) if message is None else message.baddbmm_(aggregated, weight)
+            )
         return self._update(target, message)
 
     def _update(self, target: torch.Tensor, message: torch.Tensor) -> torch.Tensor:

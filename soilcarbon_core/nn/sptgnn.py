@@ -172,14 +172,18 @@ class SpTGNN(nn.Module):
                 {"covariates": "covariate_mask", "imagery": "imagery_mask", "time": "time_mask"}[stream],
             )
             token = self.encoders[stream](values)
-            tokens.append(torch.where(mask[None, :, None], token, self.mask_tokens[:, index, None, :]))
+            if torch.is_grad_enabled() or not mask.all():  # in training the mask token always gets a grad
+                token = torch.where(mask[None, :, None], token, self.mask_tokens[:, index, None, :])
+            tokens.append(token)
         fused = torch.cat(tokens, dim=-1)
         if self.config.fusion == "moe":
             return self.fusion(fused)
         return self.fusion(fused), fused.new_zeros(self.members)
 
     def _head(self, state: torch.Tensor, balance: torch.Tensor) -> Output:
-        mean, raw = self.head(state).unbind(-1)
+        # The last layer's two outputs as (M, 2, N): the faster product for few outputs.
+        hidden_layer, activation, output_layer = self.head
+        mean, raw = output_layer.transposed(activation(hidden_layer(state))).unbind(1)
         return Output(mean, F.softplus(raw) + MIN_VARIANCE, balance)
 
     def reference_states(

@@ -28,6 +28,17 @@ def test_ensemble_linear_is_one_affine_map_per_member():
     assert not torch.allclose(layer.weight[0], layer.weight[1])  # independent initialisation
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_ensemble_linear_transposed_is_the_same_map_with_nodes_last(bias):
+    layer = EnsembleLinear(3, 4, 2, bias=bias)
+    x = torch.randn(3, 7, 4)
+    for m in range(3):
+        expected = x[m] @ layer.weight[m] + (layer.bias[m, 0] if bias else 0.0)
+        torch.testing.assert_close(layer.transposed(x)[m], expected.T)
+    shared = torch.randn(7, 4)
+    torch.testing.assert_close(layer.transposed(shared), layer(shared).transpose(1, 2))
+
+
 def test_edge_softmax_normalises_per_destination():
     logits = torch.randn(2, 9, 3)
     destination = torch.tensor([0, 0, 0, 2, 2, 3, 3, 3, 3])
