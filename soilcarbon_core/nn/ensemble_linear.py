@@ -28,9 +28,12 @@ class EnsembleLinear(nn.Module):
             nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound)) if bias else None
         )
 
+    def _per_member(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in) shared by every member -> (M, N, in), without a copy; (M, N, in) as it is."""
+        return x.unsqueeze(0).expand(self.members, -1, -1) if x.dim() == 2 else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.members, -1, -1)
+        x = self._per_member(x)
         if self.bias is None:
             return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias, x, self.weight)
@@ -38,10 +41,9 @@ class EnsembleLinear(nn.Module):
     def transposed(self, x: torch.Tensor) -> torch.Tensor:
         """The same map with the node axis last: (M, N, in_features) -> (M, out_features, N).
 
-        For few outputs (routers, attention scores) this product is several times faster on CPU than
-        :meth:`forward`, because the long node axis becomes the product's output width."""
-        if x.dim() == 2:
-            x = x.unsqueeze(0).expand(self.members, -1, -1)
+        For few outputs (routers, attention scores) this product is faster on CPU than :meth:`forward`,
+        because the long node axis becomes the product's output width."""
+        x = self._per_member(x)
         if self.bias is None:
             return torch.bmm(self.weight.transpose(1, 2), x.transpose(1, 2))
         return torch.baddbmm(self.bias.transpose(1, 2), self.weight.transpose(1, 2), x.transpose(1, 2))

@@ -60,8 +60,8 @@ class SparseMoE(nn.Module):
         self.gates: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # Router probabilities as (M, E, N): a softmax over E rows of N nodes is far faster than over N
-        # rows of E entries, and so is the product that gives them.
+        # Router probabilities as (M, E, N): on CPU a softmax over E rows of N nodes is faster than over
+        # N rows of E entries, and so is the product that gives them.
         probabilities = self.router.transposed(x).softmax(1)
         top_p, top_index = probabilities.topk(self.top_k, dim=1)
         top_gate = (top_p / top_p.sum(1, keepdim=True)).transpose(1, 2)

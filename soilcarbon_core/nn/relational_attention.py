@@ -137,7 +137,7 @@ class RelationalAttention(nn.Module):
         if not active:
             return self._update(target, torch.zeros_like(target))
         # The destination scores of every relation from one product, as (M, R H, Q): with the long node
-        # axis as the product's output width it is several times faster on CPU than (M, Q, R H).
+        # axis as the product's output width it is faster on CPU than (M, Q, R H).
         target_weight = torch.cat([self.target[relation].weight for relation, _, _ in active], -1)
         target_score = torch.bmm(target_weight.transpose(1, 2), target.transpose(1, 2))
         message = None

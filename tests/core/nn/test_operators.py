@@ -123,6 +123,11 @@ def test_sparse_moe_routes_to_exactly_top_k_and_mixes_their_outputs(grad):
     gates = moe.gates
     assert ((gates > 0).sum(-1) == 2).all()
     torch.testing.assert_close(gates.sum(-1), torch.ones(2, 10))
+    with torch.no_grad():  # the gates are the router's top-2 probabilities, renormalised
+        probabilities = (x @ moe.router.weight + moe.router.bias).softmax(-1)
+        top = probabilities.topk(2, dim=-1)
+        expected_gates = torch.zeros(2, 10, 4).scatter(-1, top.indices, top.values / top.values.sum(-1, True))
+    torch.testing.assert_close(gates, expected_gates)
     expected = torch.zeros(2, 10, 4)
     for m in range(2):
         for e in range(4):

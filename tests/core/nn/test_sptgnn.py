@@ -7,7 +7,7 @@ import torch
 
 from soilcarbon_core.errors import InputError
 from soilcarbon_core.nn import SpTGNN, SpTGNNConfig
-from soilcarbon_core.nn.sptgnn import NodeInputs
+from soilcarbon_core.nn.sptgnn import MIN_VARIANCE, NodeInputs
 
 N = 12
 
@@ -176,3 +176,13 @@ def test_every_parameter_has_the_member_dimension():
     assert SpTGNNConfig.from_dict(model.config.to_dict()) == model.config
     with pytest.raises(InputError, match="Unknown SpTGNNConfig settings: experts_count"):
         SpTGNNConfig.from_dict({"members": 2, "experts_count": 3})
+
+
+def test_head_gives_the_mean_and_the_softplus_variance_of_its_two_outputs():
+    model = _model()
+    state = torch.randn(3, 7, 16)
+    with torch.no_grad():
+        output = model._head(state, torch.zeros(3))
+        raw = model.head(state)  # (M, N, 2): mean, pre-softplus variance
+    torch.testing.assert_close(output.mean, raw[..., 0])
+    torch.testing.assert_close(output.variance, torch.nn.functional.softplus(raw[..., 1]) + MIN_VARIANCE)
