@@ -84,5 +84,5 @@ def ordered_parallel(
 def _raise_failure(futures) -> None:
     """Raise the error of a later item that has failed already, rather than wait for the earlier ones."""
     for future in futures:
-        if future.done() and not future.cancelled() and future.exception() is not None:
-            raise future.exception()
+        if future.done() and not future.cancelled() and (error := future.exception()) is not None:
+            raise error

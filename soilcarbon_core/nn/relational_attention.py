@@ -63,6 +63,7 @@ class RelationalAttention(nn.Module):
         # Per relation, one projection of the source gives values and source scores [(D + H)];
         # one of the destination gives its scores (H).
         self.source = nn.ModuleDict({r: EnsembleLinear(members, dim + extra, dim + heads) for r in relations})
+        # target, edge and output maps stay bias-free: the neighbour-table path multiplies by their weights.
         self.target = nn.ModuleDict({r: EnsembleLinear(members, dim, heads, bias=False) for r in relations})
         self.edge = nn.ModuleDict(
             {r: EnsembleLinear(members, a, heads, bias=False) for r, a in relations.items()}
