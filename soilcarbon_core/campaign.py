@@ -24,6 +24,13 @@ update), so the expected reduction of the area's mean error variance is
 
 .. math:: G(s) = \frac{1}{|A|} \sum_{j \in A} \frac{C(j, s)^2}{C(s, s) + \tau_s^2}
 
+The field is first conditioned on the existing samples (the model's reference nodes, each a measurement
+with noise :math:`\tau^2 = r\,\sigma_a^2` as below), by the same update. Why: the ensemble's members read
+the same reference labels, so they disagree about as much next to a sample as far from one, while the
+map's error grows with the distance to the nearest sample (the campaign report's table of the initial
+models' error against that distance). Conditioning puts that growth into the field: places next to a
+sample start with little variance left, whatever the ensemble's disagreement there.
+
 Sites are chosen one at a time by the largest :math:`G`, each time updating :math:`C` by the chosen
 site (:math:`C \leftarrow C - c_s c_s^\top / (C_{ss} + \tau_s^2)`). The update is the spatial-spread
 term: a cell near a chosen site (in space and in covariates) has lost variance, so the next site goes
@@ -40,20 +47,18 @@ uncertain places stay the most attractive, and the plan keeps returning to one d
 of the variance around it; as :math:`r \to 0` the design tends to a space-filling one in the ground x
 covariate metric, weighted by the epistemic variance, so sites go where the area's uncertainty mass is.
 
-Why :math:`\gamma = 3`: the ensemble's disagreement understates how much more wrong it is where it is
-most uncertain (members trained on the same data agree too much far from it), so its variance map is
-sharpened. On the development region (West Africa, r = 0.05, 10 seeds) the mean RMSE over N = 25, 50,
-100 fell from 12.19 (:math:`\gamma = 1`) to 12.04 (:math:`\gamma = 2`) and 12.00 (:math:`\gamma = 3`;
-the development section of ``training/reports/campaign_africa.md``, made by ``make campaign-report``).
-:math:`r` and :math:`\gamma` were chosen there, never on the evaluation region, where the sharpening
-does not pay: the planner ties random sampling and cLHS at N = 25 and 50 and is worse at N = 100
-(``docs/maps.md``).
+Why :math:`\gamma = 1` (the ensemble's own variance contrasts): sharpening them (:math:`\gamma > 1`)
+helped on one development region and hurt on others; the settings are chosen over four development
+regions, never on the evaluation region (the development section of
+``training/reports/campaign_africa.md``, made by ``make campaign-report``; ``docs/maps.md``).
 
 Scales: :math:`L_s` defaults to the median distance from the area's cells to their nearest existing
 sample (the size of the current sampling gaps); :math:`L_f` = 0.5 standard deviations (RMS over the
-features). Shapes: ``P`` candidates, ``A`` area cells; :math:`C(P, A)` and :math:`C(P, P)` are kept and
-updated in place, O(P (P + A)) memory and O(N P (P + A)) time for N sites. Large areas are represented
-by a random subset of cells (``max_area_cells``) and candidates are capped likewise (``max_candidates``).
+features). Shapes: ``P`` candidates, ``A`` area cells, ``S`` existing samples; :math:`C(P, A)` and
+:math:`C(P, P)` are conditioned on the samples by one Cholesky factorisation (O(S^3 + S^2 (P + A))), then
+kept and updated in place, O(P (P + A)) memory and O(N P (P + A)) time for N sites. Large areas are
+represented by a random subset of cells (``max_area_cells``) and candidates are capped likewise
+(``max_candidates``), the samples by those nearest the area (``max_samples``, :func:`samples_near`).
 """
 
 from __future__ import annotations
@@ -88,10 +93,11 @@ class PlannerSettings(JsonSettings):
     spatial_range_m: float = 0.0  #: L_s in metres; 0: median distance from the area to the nearest sample
     feature_range: float = 0.5  #: L_f in standard deviations of the similarity features (RMS)
     noise_ratio: float = 0.05  #: r: a measurement's noise variance = r x the aleatoric variance
-    variance_power: float = 3.0  #: gamma: the field's variance contrasts (1: the ensemble's own; 0: flat)
+    variance_power: float = 1.0  #: gamma: the field's variance contrasts (1: the ensemble's own; 0: flat)
     min_spacing_m: float = 0.0  #: no two sites (nor a site and an existing sample) closer than this
     max_candidates: int = 3000  #: candidates beyond this are a random subset
     max_area_cells: int = 3000  #: the area is represented by at most this many random cells
+    max_samples: int = 3000  #: the field is conditioned on at most this many samples, those nearest the area
     seed: int = 0
 
 
@@ -162,6 +168,7 @@ def plan_sites(
     budget: int,
     *,
     geographic: bool,
+    measured: PlanInputs | None = None,
     settings: PlannerSettings | None = None,
     progress: ProgressCallback = silent,
 ) -> CampaignPlan:
@@ -173,6 +180,9 @@ def plan_sites(
         samples: ``(m, 2)`` coordinates of the existing samples (the model's reference nodes).
         budget: N, the number of sites.
         geographic: whether coordinates are lon/lat degrees.
+        measured: the existing samples the field is conditioned on, as the model sees them (predicted as
+            places: :meth:`PlanInputs.from_prediction`); usually those of ``samples`` near the area
+            (:func:`samples_near`). None: the field is not conditioned (the ensemble's variance alone).
     """
     settings = settings or PlannerSettings()
     if budget < 1:
@@ -225,8 +235,27 @@ def plan_sites(
 
     pool_area = covariance(pool, pool_points, area, area_points)  # C(P, A), updated in place
     pool_pool = covariance(pool, pool_points, pool, pool_points)  # C(P, P)
+    area_var = field_sd(area) ** 2
+    if measured is not None and len(measured):
+        from scipy.linalg import cho_factor, solve_triangular
+
+        measured_points = frame.embed(measured.coords, "sample coordinates")
+        block = covariance(measured, measured_points, measured, measured_points)
+        block[np.diag_indices_from(block)] += settings.noise_ratio * np.maximum(measured.aleatoric_var, 0.0)
+        # A relative jitter keeps co-located noiseless samples (r = 0) factorisable.
+        block[np.diag_indices_from(block)] += 1e-9 * max(float(block.diagonal().mean()), 1e-300)
+        lower, _ = cho_factor(block, lower=True)
+
+        def whitened(places: PlanInputs, points: np.ndarray) -> np.ndarray:
+            """L^-1 C(S, places): the samples' covariance with the places, whitened."""
+            return solve_triangular(lower, covariance(measured, measured_points, places, points), lower=True)
+
+        pool_weights, area_weights = whitened(pool, pool_points), whitened(area, area_points)
+        pool_area -= pool_weights.T @ area_weights
+        pool_pool -= pool_weights.T @ pool_weights
+        area_var = area_var - (area_weights**2).sum(axis=0)
     noise = settings.noise_ratio * np.maximum(pool.aleatoric_var, 0.0)
-    before = float(np.mean(field_sd(area) ** 2))
+    before = float(np.mean(area_var))
     available = np.ones(len(pool), dtype=bool)
     if settings.min_spacing_m > 0:
         available &= nearest >= settings.min_spacing_m
@@ -281,6 +310,25 @@ def nearest_distance(frame: SpatialFrame, points: np.ndarray, samples: np.ndarra
         return np.full(len(points), np.inf)
     chord, _ = cKDTree(samples).query(points, k=1)
     return frame.metres(chord)
+
+
+def samples_near(
+    frame: SpatialFrame, samples: np.ndarray, places: np.ndarray, limit: int, neighbours: int = 4
+) -> np.ndarray:
+    """Indices of the samples (tree points of ``frame``) the field is conditioned on: the ``neighbours``
+    nearest of every place; beyond ``limit``, those nearest to a place are kept (sorted indices)."""
+    from scipy.spatial import cKDTree
+
+    if not len(samples) or not len(places):
+        return np.empty(0, dtype=np.int64)
+    chord, index = cKDTree(samples).query(places, k=min(neighbours, len(samples)))
+    chord, index = chord.reshape(len(places), -1).ravel(), index.reshape(len(places), -1).ravel()
+    closest = np.full(len(samples), np.inf)
+    np.minimum.at(closest, index, chord)
+    near = np.flatnonzero(np.isfinite(closest))
+    if near.size > limit:
+        near = np.sort(near[np.argsort(closest[near], kind="stable")[:limit]])
+    return near
 
 
 def _default_spatial_range(frame: SpatialFrame, area: np.ndarray, samples: np.ndarray) -> float:
@@ -351,7 +399,7 @@ def plan_campaign(
         method = "bilinear"
     points = with_date(points, date)
     prediction, valid, table = predict_valid(
-        model, predictor, points, list(rasters), method, scaled(progress, 0.05, 0.7), encoder
+        model, predictor, points, list(rasters), method, scaled(progress, 0.05, 0.65), encoder
     )
     if not valid.any():
         raise InputError(
@@ -360,12 +408,20 @@ def plan_campaign(
         )
     kept = np.flatnonzero(valid)
     inputs = PlanInputs.from_prediction(table.select(kept), model.normaliser, prediction.take(kept))
+    frame = SpatialFrame(model.schema.geographic)
+    near = samples_near(
+        frame, frame.embed(model.reference.xy), frame.embed(inputs.coords), settings.max_samples
+    )
+    progress(0.65, f"Predicting the {near.size} samples near the candidates")
+    reference = model.reference.select(near)
+    measured = PlanInputs.from_prediction(reference, model.normaliser, predictor.predict(reference))
     plan = plan_sites(
         inputs,
         inputs,
         model.reference.xy,
         budget,
         geographic=model.schema.geographic,
+        measured=measured,
         settings=settings,
         progress=scaled(progress, 0.7, 0.95),
     )

@@ -7,8 +7,16 @@ import pyogrio
 import pytest
 import rasterio
 
-from soilcarbon_core.campaign import PLAN_FIELDS, PlanInputs, PlannerSettings, plan_campaign, plan_sites
+from soilcarbon_core.campaign import (
+    PLAN_FIELDS,
+    PlanInputs,
+    PlannerSettings,
+    plan_campaign,
+    plan_sites,
+    samples_near,
+)
 from soilcarbon_core.errors import InputError
+from soilcarbon_core.graph.geometry import SpatialFrame
 from soilcarbon_core.model import SoilCarbonModel
 
 from .conftest import LA_LIBERTAD, la_libertad_rasters
@@ -24,36 +32,66 @@ def _places(n: int, seed: int, features: int = 2) -> PlanInputs:
     )
 
 
-def _prior(places: PlanInputs, spatial: float, feature: float, power: float) -> np.ndarray:
-    """The planner's prior covariance, written out directly."""
+def _prior(places: PlanInputs, spatial: float, feature: float, power: float, mean: float) -> np.ndarray:
+    """The planner's prior covariance, written out directly (``mean``: the area's mean epistemic var)."""
     d = np.linalg.norm(places.coords[:, None] - places.coords[None], axis=2)
     f = ((places.features[:, None] - places.features[None]) ** 2).mean(axis=2)
-    mean = places.epistemic_var.mean()
     sd = np.sqrt(mean * (places.epistemic_var / mean) ** power)
     return sd[:, None] * np.exp(-d / spatial - f / (2 * feature**2)) * sd[None]
 
 
-@pytest.mark.parametrize(("noise_ratio", "power"), [(1.0, 1.0), (0.05, 2.0), (0.2, 0.5)])
-def test_greedy_reductions_equal_exact_gaussian_conditioning(noise_ratio, power):
+def _joined(first: PlanInputs, second: PlanInputs) -> PlanInputs:
+    return PlanInputs(
+        *(
+            np.concatenate([getattr(first, name), getattr(second, name)])
+            for name in PlanInputs.__annotations__
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("noise_ratio", "power", "measured_count"), [(1.0, 1.0, 0), (0.05, 2.0, 0), (0.2, 0.5, 0), (0.05, 1.0, 8)]
+)
+def test_greedy_reductions_equal_exact_gaussian_conditioning(noise_ratio, power, measured_count):
+    """With ``measured_count`` existing samples the field is first conditioned on them (their noise r x
+    their aleatoric variance): the brute force conditions the joint prior on samples and sites together."""
     places = _places(40, seed=1)
+    measured = _places(measured_count, seed=6)
     settings = PlannerSettings(
         spatial_range_m=300.0, feature_range=0.8, noise_ratio=noise_ratio, variance_power=power
     )
-    plan = plan_sites(places, places, np.array([[5000.0, 5000.0]]), 6, geographic=False, settings=settings)
-    prior = _prior(places, 300.0, 0.8, power)
-    noise = np.diag(noise_ratio * places.aleatoric_var)
-    # Reported in the epistemic variance's units: the field's reductions times mean(sigma_e^2) / mean(v).
-    to_epistemic = places.epistemic_var.mean() / np.diag(prior).mean()
+    plan = plan_sites(
+        places,
+        places,
+        np.array([[5000.0, 5000.0]]),
+        6,
+        geographic=False,
+        measured=measured if measured_count else None,
+        settings=settings,
+    )
+    # Joint prior over [places; samples]; the samples are indices 40... and always conditioned on.
+    joint = _joined(places, measured)
+    prior = _prior(joint, 300.0, 0.8, power, places.epistemic_var.mean())
+    noise = np.diag(noise_ratio * joint.aleatoric_var)
+    samples = list(range(40, 40 + measured_count))
+
+    def posterior_var(extra: list[int]) -> np.ndarray:
+        """The places' variances given the samples and the sites ``extra``."""
+        given = [*samples, *extra]
+        if not given:
+            return np.diag(prior)[:40]
+        block = prior[np.ix_(given, given)] + noise[np.ix_(given, given)]
+        return np.diag(prior - prior[:, given] @ np.linalg.solve(block, prior[given, :]))[:40]
+
+    def reduction(extra: list[int]) -> float:
+        return float(np.mean(posterior_var([]) - posterior_var(extra)))
+
+    # Reported in the epistemic variance's units: the field's reductions times mean(sigma_e^2) / mean(v),
+    # v being the field's variance given the existing samples.
+    to_epistemic = places.epistemic_var.mean() / posterior_var([]).mean()
     chosen = []
     for step, site in enumerate(plan.chosen):
         # Brute force: the mean variance reduction of every candidate given the sites chosen before.
-        def reduction(extra: list[int]) -> float:
-            if not extra:
-                return 0.0
-            block = prior[np.ix_(extra, extra)] + noise[np.ix_(extra, extra)]
-            posterior = prior - prior[:, extra] @ np.linalg.solve(block, prior[extra, :])
-            return float(np.mean(np.diag(prior) - np.diag(posterior)))
-
         gains = [reduction([*chosen, c]) - reduction(chosen) if c not in chosen else -1 for c in range(40)]
         assert site == int(np.argmax(gains))
         assert plan.reduction[step] == pytest.approx(gains[site] * to_epistemic, rel=1e-9)
@@ -115,10 +153,21 @@ def test_low_noise_spreads_sites_over_the_uncertainty_mass():
         gaps = np.linalg.norm(sites[:, None] - sites[None], axis=2)[np.triu_indices(16, 1)]
         return int((chosen >= 400).sum()), float(gaps.min())
 
-    in_patch, closest = plan(PlannerSettings(spatial_range_m=300.0, noise_ratio=1.0))
+    in_patch, closest = plan(PlannerSettings(spatial_range_m=300.0, noise_ratio=1.0, variance_power=2.0))
     assert in_patch >= 12 and closest < 30.0
-    in_patch, closest = plan(PlannerSettings(spatial_range_m=300.0))
+    in_patch, closest = plan(PlannerSettings(spatial_range_m=300.0, variance_power=2.0))
     assert 3 <= in_patch <= 6 and closest > 50.0
+
+
+def test_samples_near_are_the_places_nearest_neighbours_capped_by_distance():
+    """Samples on a line at x = 0, 1, ..., 9 (metres), places at 2.2 and 7.6: the two nearest of each
+    place are 2, 3 and 7, 8; capped at three, the farthest of them (3, 0.8 m from a place) goes."""
+    frame = SpatialFrame(geographic=False)
+    samples = np.column_stack([np.arange(10.0), np.zeros(10)])
+    places = np.array([[2.2, 0.0], [7.6, 0.0]])
+    assert samples_near(frame, samples, places, limit=10, neighbours=2).tolist() == [2, 3, 7, 8]
+    assert samples_near(frame, samples, places, limit=3, neighbours=2).tolist() == [2, 7, 8]
+    assert samples_near(frame, samples[:0], places, limit=3).size == 0
 
 
 def test_without_correlation_or_noise_the_most_uncertain_places_come_first():

@@ -15,11 +15,11 @@ region sites fixed); the ensemble is retrained from scratch and scored on the te
 The validation split (early stopping, calibration) is drawn once per seed on the initial sample with the
 train job's functions; added sites always join the fitting set, so within a seed the methods differ only
 by the sites they add. With ``--tune`` a grid of planner settings (L_f x L_s x noise ratio r x variance
-power gamma) is first run on a development region (another box); the setting with the lowest RMSE there
-joins the default planner on the evaluation region (unless it is the default), whose test sites never
-choose anything; ``--spaced-km`` adds, post hoc, planners with a minimum spacing between sites, chosen
-the same way. The report is rewritten after every seed (``--resume`` continues a
-stopped run; ``--render-only`` rewrites the report from its JSON).
+power gamma) is first run on development regions (other boxes); the setting with the lowest RMSE there
+(averaged over regions) joins the default planner on the evaluation region (unless it is the default),
+whose test sites never choose anything; ``--spaced-km`` adds, post hoc, planners with a minimum
+spacing between sites, chosen the same way. The report is rewritten after every seed (``--resume``
+continues a stopped run; ``--render-only`` rewrites the report from its JSON).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
-from soilcarbon_core.campaign import PlanInputs, PlannerSettings, nearest_distance, plan_sites
+from soilcarbon_core.campaign import PlanInputs, PlannerSettings, nearest_distance, plan_sites, samples_near
 from soilcarbon_core.features import NodeTable
 from soilcarbon_core.graph import GraphParams
 from soilcarbon_core.graph.geometry import SpatialFrame
@@ -55,6 +55,8 @@ BASELINES = ("random", "cLHS")
 METRICS = ("rmse", "mae", "r2", "crps", "picp90")
 OTHER_METRICS = ("mae", "r2", "crps", "picp90")
 MEMBERS = 5
+#: Edges (km) of the distance bands of the initial models' error table.
+DISTANCE_BINS_KM = (0.0, 5.0, 20.0, 50.0, np.inf)
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,15 @@ class Box:
 
 #: Evaluation region: Kenya and Tanzania, the densest part of AfSP (AfSIS sentinel sites, LDSF plots).
 EVALUATION = Box("East Africa (Kenya, Tanzania)", 33.0, 42.0, -12.0, 5.0)
-#: Development region for choosing planner settings: West Africa (Ghana to Guinea), disjoint from EVALUATION.
-DEVELOPMENT = Box("West Africa (Guinea to Ghana)", -10.0, 2.0, 4.0, 12.0)
-REGIONS = {box.name: box for box in (EVALUATION, DEVELOPMENT)}
+#: Development regions for choosing planner settings, disjoint from EVALUATION and from each other: one
+#: where the in-region start is dense (West Africa, a few km from most sites) and two where it is sparse,
+#: as on the evaluation region.
+DEVELOPMENT = (
+    Box("West Africa (Guinea to Ghana)", -10.0, 2.0, 4.0, 12.0),
+    Box("Nigeria and Cameroon", 2.0, 16.0, 2.0, 14.0),
+    Box("Malawi and Mozambique", 30.0, 42.0, -27.0, -12.0),
+)
+REGIONS = {box.name: box for box in (EVALUATION, *DEVELOPMENT)}
 
 
 @dataclass(frozen=True)
@@ -188,6 +196,25 @@ class Experiment:
         )
         return {k: float(metrics[k]) for k in METRICS}
 
+    def error_by_distance(self, model: Trained, split: Split) -> list[dict[str, float]]:
+        """The model's test sites binned by the distance to the nearest training sample
+        (:data:`DISTANCE_BINS_KM`): per bin the count and the summed squared error and epistemic variance
+        (read after the fact)."""
+        frame = SpatialFrame(geographic=True)
+        test = self.table.xy[split.test]
+        km = nearest_distance(frame, frame.embed(test), frame.embed(self.table.xy[split.initial])) / 1000.0
+        prediction = model.predictor.predict(self.table.select(split.test))
+        squared = (prediction.mean - self.target[split.test]) ** 2
+        bins = np.digitize(km, DISTANCE_BINS_KM[1:-1])
+        return [
+            {
+                "n": int((bins == b).sum()),
+                "sq_error": float(squared[bins == b].sum()),
+                "epistemic_var": float((prediction.epistemic_sd[bins == b] ** 2).sum()),
+            }
+            for b in range(len(DISTANCE_BINS_KM) - 1)
+        ]
+
     def plan_inputs(self, model: Trained, index: np.ndarray) -> PlanInputs:
         """What the planner reads of sites ``index``: place, covariates, the model's variances; no label."""
         table = self.table.select(index)
@@ -231,6 +258,7 @@ def run_seed(
             "validation_in_region": int(np.isin(split.validation, split.region).sum()),
         },
         "initial": {**experiment.score(initial, split.test), "train_s": initial.seconds},
+        "by_distance": experiment.error_by_distance(initial, split),
         "plans": {},
         "runs": [],
     }
@@ -239,6 +267,12 @@ def run_seed(
     started = time.perf_counter()
     candidates = experiment.plan_inputs(initial, split.candidates)
     area = experiment.plan_inputs(initial, split.region)  # the map area; test labels are never read
+    frame = SpatialFrame(geographic=True)
+    initial_xy = experiment.table.xy[split.initial]
+    near = samples_near(
+        frame, frame.embed(initial_xy), frame.embed(area.coords), PlannerSettings().max_samples
+    )
+    measured = experiment.plan_inputs(initial, split.initial[near])
     predict_s = time.perf_counter() - started
     orders = {}
     for name, settings in planners.items():
@@ -246,9 +280,10 @@ def run_seed(
         plan = plan_sites(
             candidates,
             area,
-            experiment.table.xy[split.initial],
+            initial_xy,
             max(design.budgets),  # the greedy plan is nested: its first N sites are the N-site plan
             geographic=True,
+            measured=measured,
             settings=replace(settings, seed=seed),
         )
         orders[name] = split.candidates[plan.chosen]
@@ -409,6 +444,11 @@ def mean_rmse(phase: dict, method: str) -> float:
     )
 
 
+def development_rmse(report: dict, method: str) -> float:
+    """A method's RMSE averaged over the development regions (each averaged over seeds and N)."""
+    return float(np.mean([mean_rmse(phase, method) for phase in report["development"]]))
+
+
 def verdict(summary: dict, planner: str, budgets: list[int]) -> str:
     """Whether ``planner`` beats both baselines (lower mean RMSE at every N), and how firmly."""
     rows = [p for p in summary["paired"] if p["planner"] == planner]
@@ -546,7 +586,7 @@ def _results(phase: dict, unit: str, detail: bool = True) -> list[str]:
 
 
 def render(report: dict) -> str:
-    phase, development = report["evaluation"], report.get("development")
+    phase, development = report["evaluation"], report.get("development", [])
     design, seeds = phase["design"], phase["seeds"]
     sizes = seeds[0]["sizes"]
     in_region = [s["sizes"]["validation_in_region"] for s in seeds]
@@ -598,9 +638,10 @@ def render(report: dict) -> str:
     ]
     if development:
         lines.append(
-            f"- Planner settings were chosen on a development region ({development['region']['box']}), "
-            f"{_plural(len(development['seeds']), 'seed')}, never on the evaluation region: see the section "
-            "after the results."
+            f"- Planner settings were chosen on {_plural(len(development), 'development region')} "
+            f"({'; '.join(d['region']['box'] for d in development)}), "
+            f"{_plural(len(development[0]['seeds']), 'seed')} each, never on the evaluation region: see the "
+            "section after the results."
         )
     if report.get("chosen_spaced"):
         lines.append(
@@ -619,31 +660,49 @@ def render(report: dict) -> str:
         f"![RMSE against N]({report['png']})",
         "",
     ]
-    if development:
-        dev_sizes = development["seeds"][0]["sizes"]
+    if "by_distance" in seeds[0]:
         lines += [
-            "## Development region: choosing the planner's settings",
+            "## The initial models' error against the distance to the nearest sample",
             "",
-            f"Region {development['region']['box']}: {dev_sizes['region_sites']:,} sites, "
-            f"{dev_sizes['test']:,} test sites, {dev_sizes['candidates']:,} candidates; the same design and "
-            f"training. Grid: L_f in {_listing(report['grid']['feature_range'])} sd, L_s in "
+            *_by_distance(report),
+            "",
+        ]
+    if development:
+        methods = development[0]["methods"]
+        lines += [
+            "## Development regions: choosing the planner's settings",
+            "",
+            "Regions: "
+            + "; ".join(
+                f"{d['region']['box']} ({d['seeds'][0]['sizes']['region_sites']:,} sites, "
+                f"{d['seeds'][0]['sizes']['test']:,} test sites, "
+                f"{d['seeds'][0]['sizes']['candidates']:,} candidates)"
+                for d in development
+            )
+            + "; the same design and training. "
+            f"Grid: L_f in {_listing(report['grid']['feature_range'])} sd, L_s in "
             f"{_listing(report['grid']['spatial_range_km'])} km (0: the default, the median gap), noise "
             f"ratio r in {_listing(report['grid']['noise_ratio'])}, variance power γ in "
-            f"{_listing(report['grid']['variance_power'])}. Criterion: the lowest RMSE averaged over seeds "
-            "and N (among the L_f x L_s x r x γ grid"
+            f"{_listing(report['grid']['variance_power'])}. Criterion: the lowest RMSE averaged over "
+            "regions, seeds and N (among the L_f x L_s x r x γ grid"
             + (
                 "; the spaced planners, post hoc, are compared among themselves"
                 if report.get("spaced_km")
                 else ""
             )
-            + "). Mean RMSE over N per method: "
-            + ", ".join(f"`{m}` {mean_rmse(development, m):.3f}" for m in development["methods"])
+            + "). Mean RMSE over regions and N per method: "
+            + ", ".join(f"`{m}` {development_rmse(report, m):.3f}" for m in methods)
             + f". Chosen: `{report['chosen']}`"
             + (f" and, post hoc, `{report['chosen_spaced']}`." if report.get("chosen_spaced") else "."),
             "",
-            *_results(development, report["unit"], detail=False),
-            "",
         ]
+        for region in development:
+            lines += [
+                f"### {region['region']['name']}",
+                "",
+                *_results(region, report["unit"], detail=False),
+                "",
+            ]
     if "added" in phase:
         lines += ["## What the methods add (evaluation region)", "", *_added(phase, report["unit"]), ""]
     train_s = [r["train_s"] for p in _phases(report) for s in p["seeds"] for r in s["runs"]]
@@ -700,6 +759,35 @@ def _added(phase: dict, unit: str) -> list[str]:
     ]
 
 
+def _by_distance(report: dict) -> list[str]:
+    """Test sites pooled over the seeds of each region, by distance band: mean squared error and epistemic
+    variance of the initial model (the planner's field is conditioned on the samples because of this)."""
+    edges = [
+        f"{a:g}-{b:g} km" if np.isfinite(b) else f"> {a:g} km"
+        for a, b in itertools.pairwise(DISTANCE_BINS_KM)
+    ]
+    unit = report["unit"]
+    lines = [
+        "Test sites of the initial models (N = 0), pooled over seeds, by the distance to the nearest "
+        f"training sample: mean squared error / mean epistemic variance, ({unit})². The ensemble's "
+        "disagreement is what the planner's field starts from; the error is what a sample should remove.",
+        "",
+        "| region | " + " | ".join(edges) + " |",
+        "|---|" + "---:|" * len(edges),
+    ]
+    for phase in _phases(report):
+        cells = []
+        for band in range(len(edges)):
+            rows = [s["by_distance"][band] for s in phase["seeds"]]
+            count = sum(r["n"] for r in rows)
+            error, epistemic = (
+                sum(r[key] for r in rows) / max(count, 1) for key in ("sq_error", "epistemic_var")
+            )
+            cells.append(f"{error:.0f} / {epistemic:.0f} (n = {count:,})" if count else "-")
+        lines.append(f"| {phase['region']['name']} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _span(values: list[int]) -> str:
     return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
 
@@ -709,7 +797,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _phases(report: dict) -> list[dict]:
-    return [p for p in (report.get("development"), report.get("evaluation")) if p]
+    return [*report.get("development", []), *([report["evaluation"]] if "evaluation" in report else [])]
 
 
 def _listing(values: list[float]) -> str:
@@ -743,10 +831,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tune",
         action="store_true",
-        help="first choose the planner's settings on the development region; the evaluation then runs "
+        help="first choose the planner's settings on the development regions; the evaluation then runs "
         "the default and the chosen planner",
     )
-    parser.add_argument("--dev-seeds", type=int, default=5, help="seeds on the development region")
+    parser.add_argument("--dev-seeds", type=int, default=5, help="seeds on each development region")
     parser.add_argument("--feature-ranges", default="0.5", help="L_f grid (sd) for --tune")
     parser.add_argument("--spatial-ranges-km", default="0", help="L_s grid (km; 0: default) for --tune")
     parser.add_argument(
@@ -759,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         "--spaced-km",
         default="",
         help="with --tune, post hoc: default planners whose sites keep these minimum spacings (km) run on "
-        "the development region too, and the best of them on the evaluation region",
+        "the development regions too, and the best of them on the evaluation region",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 seeds (1 dev), N = 5, 10, 3 epochs"
@@ -844,17 +932,33 @@ def main(argv: list[str] | None = None) -> int:
             f"planner spaced {km:g} km": PlannerSettings(min_spacing_m=1000.0 * km)
             for km in (_floats(args.spaced_km) if args.spaced_km else [])
         }
-        dev = previous.get("development")
-        report["development"] = run_phase(
-            experiment, DEVELOPMENT, design, dev_seeds, {**grid, **spaced}, log, saver("development"), dev
-        )
-        report["chosen"] = min(grid, key=lambda name: mean_rmse(report["development"], name))
-        log(f"chosen on the development region: {report['chosen']}")
+        resumed = previous.get("development", [])
+        report["development"] = []
+        for index, box in enumerate(DEVELOPMENT):
+
+            def save(phase: dict, index: int = index) -> None:
+                report["development"][index:] = [phase]
+                saver("development")(report["development"])
+
+            save(
+                run_phase(
+                    experiment,
+                    box,
+                    design,
+                    dev_seeds,
+                    {**grid, **spaced},
+                    log,
+                    save,
+                    resumed[index] if index < len(resumed) else None,
+                )
+            )
+        report["chosen"] = min(grid, key=lambda name: development_rmse(report, name))
+        log(f"chosen on the development regions: {report['chosen']}")
         if grid[report["chosen"]] != default:
             planners["planner (dev-tuned)"] = grid[report["chosen"]]
         if spaced:
             report["spaced_km"] = _floats(args.spaced_km)
-            report["chosen_spaced"] = min(spaced, key=lambda name: mean_rmse(report["development"], name))
+            report["chosen_spaced"] = min(spaced, key=lambda name: development_rmse(report, name))
             planners[f"{report['chosen_spaced']} (post hoc)"] = spaced[report["chosen_spaced"]]
     evaluation = previous.get("evaluation")
     report["evaluation"] = run_phase(
