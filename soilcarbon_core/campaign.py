@@ -48,7 +48,7 @@ of the variance around it; as :math:`r \to 0` the design tends to a space-fillin
 covariate metric, weighted by the epistemic variance, so sites go where the area's uncertainty mass is.
 
 Why :math:`\gamma = 1` (the ensemble's own variance contrasts): sharpening them (:math:`\gamma > 1`)
-helped on one development region and hurt on others; the settings are chosen over four development
+helped on one development region and hurt on others; the settings are chosen over three development
 regions, never on the evaluation region (the development section of
 ``training/reports/campaign_africa.md``, made by ``make campaign-report``; ``docs/maps.md``).
 

@@ -640,8 +640,9 @@ def render(report: dict) -> str:
         "the area's mean epistemic variance, modelling the ensemble's error as a Gaussian field (variance = "
         "the epistemic variance with its contrasts about the area's mean raised to the power γ, correlation "
         "decaying with ground distance over L_s and with similarity-feature distance over L_f), a "
-        "measurement's noise = r x the aleatoric variance, then a Kalman update of the field. Area: every "
-        "region site (pool and test; covariates and places, never test labels). "
+        "measurement's noise = r x the aleatoric variance, then a Kalman update of the field. The field is "
+        "first conditioned the same way on the initial samples (the 4 nearest of every area site). Area: "
+        "every region site (pool and test; covariates and places, never test labels). "
         "Planned once per seed with N = 100; its first N sites are the N-site plan. Settings: "
         + "; ".join(
             f"`{name}`: {_settings_text(settings, [s['plans'][name] for s in seeds])}"
