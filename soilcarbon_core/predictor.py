@@ -28,8 +28,10 @@ from soilcarbon_core.uncertainty import (
     regression_metrics,
 )
 
-#: Fewest query nodes worth a thread of their own when attaching them to the graph.
-_MIN_ATTACH_PART = 16_384
+#: Query nodes a thread attaches to the graph at a time (also the fewest worth a thread of their own):
+#: enough to amortise the KD-tree searches, few enough that their neighbour tables (up to 64 candidates a
+#: query) stay small; 65,536 at a time raised a map's peak memory by about 300 MiB (docs/maps.md).
+_ATTACH_PART = 16_384
 
 #: Output fields of a prediction, in this order, as written to GeoPackages and GeoTIFF bands.
 PREDICTION_FIELDS = (
@@ -163,7 +165,7 @@ class EnsemblePredictor:
     ) -> dict[str, NeighbourTable]:
         """The block's neighbour tables; a large block is attached in parts on up to ``threads`` threads of
         ``pool`` (the KD-tree and numpy release the GIL)."""
-        parts = min(threads, len(block) // _MIN_ATTACH_PART)
+        parts = min(threads, len(block) // _ATTACH_PART)
         if parts < 2:
             return attach_tables(self.graph, block, self.normaliser)
         found = list(
@@ -179,13 +181,13 @@ class EnsemblePredictor:
         table: NodeTable,
         *,
         chunk_size: int = 4096,
-        attach_size: int = 65_536,
+        attach_size: int | None = None,
         threads: int | None = None,
         progress: ProgressCallback = silent,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per-member means and variances (M, N) in target units.
 
-        Queries are attached ``attach_size`` at a time (large KD-tree batches amortise the search) and
+        Queries are attached ``attach_size`` at a time (default :data:`_ATTACH_PART` per thread) and
         run through the network ``chunk_size`` at a time (small enough for the CPU caches). On CPU the
         chunks run on ``threads`` parallel threads (default :meth:`parallel_threads`), one core each:
         the network's operations on a chunk are too small to share cores well, whole chunks are not.
@@ -194,6 +196,7 @@ class EnsemblePredictor:
 
         sources = self._reference_sources()
         threads = threads or self.parallel_threads()
+        attach_size = attach_size or _ATTACH_PART * threads
         pool = ThreadPoolExecutor(threads) if threads > 1 else None
         means, variances = [], []
         total = len(table)

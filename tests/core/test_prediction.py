@@ -7,6 +7,7 @@ import pyogrio.raw
 import pytest
 import rasterio
 
+from soilcarbon_core import predictor as predictor_module
 from soilcarbon_core.errors import Cancelled, InputError, SchemaMismatchError
 from soilcarbon_core.io.points import read_points
 from soilcarbon_core.model import SoilCarbonModel
@@ -55,6 +56,19 @@ def test_predicting_in_chunks_equals_predicting_at_once(untrained_model_path):
     chunked = predictor.predict(table, chunk_size=7)
     np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-6)
     np.testing.assert_allclose(chunked.total_sd, whole.total_sd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_attaching_in_blocks_equals_attaching_at_once(untrained_model_path, monkeypatch, threads):
+    """Blocks of 20 queries a thread (split between threads when there are two) give the 118 points'
+    prediction made with one block."""
+    model = SoilCarbonModel.load(untrained_model_path)
+    table = _table(model)
+    predictor = model.predictor()
+    whole = predictor.member_predictions(table, attach_size=len(table), threads=threads)
+    monkeypatch.setattr(predictor_module, "_ATTACH_PART", 20)
+    blocks = predictor.member_predictions(table, threads=threads)
+    np.testing.assert_allclose(blocks, whole, rtol=1e-6)
 
 
 def test_predictor_neighbour_tables_equal_the_attached_edges(untrained_model_path):
