@@ -1,8 +1,8 @@
 """Field-campaign experiment on Africa: the campaign planner against random sampling and cLHS.
 
-    python training/benchmarks/campaign.py --out training/reports/campaign_africa.md --tune --seeds 10 \
-        --dev-seeds 10 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05,1 \
-        --variance-powers 1,2 --threads 2
+    python training/benchmarks/campaign.py --out training/reports/campaign_africa.md --tune --seeds 16 \
+        --dev-seeds 3 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05 \
+        --variance-powers 1,3 --threads 1   # make campaign-report, with OMP_NUM_THREADS=1
 
 A region (a lon/lat box) of the AfSP topsoil data is held out. Per seed its sites (one sample per
 location) are split at random into test sites (40 %) and a candidate pool (60 %); the initial sparse
