@@ -250,11 +250,13 @@ def _plan(args: argparse.Namespace) -> int:
             "Give either candidate points or a candidate grid (--grid TEMPLATE or --extent), not both.",
             "See soilcarbon plan --help.",
         )
+    given = {"noise_ratio": args.noise_ratio, "variance_power": args.variance_power}
     settings = PlannerSettings(
         spatial_range_m=args.spatial_range,
         feature_range=args.feature_range,
         min_spacing_m=args.min_spacing,
         seed=args.seed,
+        **{name: value for name, value in given.items() if value is not None},
     )
     bar, progress = _progress_bar("Planning")
     with bar:
@@ -556,6 +558,16 @@ def _add_model_commands(commands) -> None:
         help="L_s in m (default: median gap to the nearest sample)",
     )
     plan.add_argument("--feature-range", type=float, default=0.5, help="L_f in covariate sds (default 0.5)")
+    plan.add_argument(
+        "--noise-ratio",
+        type=float,
+        help="r: a new sample's noise as a share of the model's aleatoric variance (default 0.05)",
+    )
+    plan.add_argument(
+        "--variance-power",
+        type=float,
+        help="gamma: sharpening of the epistemic variance's contrasts (default 1: the ensemble's own)",
+    )
     plan.add_argument("--seed", type=int, default=0, help="seed of the candidate subsets")
     plan.add_argument("--date", help="sampling date (YYYY-MM-DD) when the model uses dates")
     _add_grid_options(plan, "candidate cells")

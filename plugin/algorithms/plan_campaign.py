@@ -44,6 +44,14 @@ PLAN_FIELDS = (
     "nearest_sample_m",
     "reason",
 )
+#: Defaults of the planner settings the algorithm exposes (``soilcarbon_core.campaign.PlannerSettings``).
+PLANNER_DEFAULTS = {
+    "min_spacing_m": 0.0,
+    "spatial_range_m": 0.0,
+    "feature_range": 0.5,
+    "noise_ratio": 0.05,
+    "variance_power": 1.0,
+}
 RAMP = "Reds"
 #: Star diameters (mm) of the last and the first site.
 STAR_MM = (4.0, 7.0)
@@ -82,6 +90,8 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
     MIN_SPACING = "MIN_SPACING"
     SPATIAL_RANGE = "SPATIAL_RANGE"
     FEATURE_RANGE = "FEATURE_RANGE"
+    NOISE_RATIO = "NOISE_RATIO"
+    VARIANCE_POWER = "VARIANCE_POWER"
     SITES = "SITES"
     AREA_SD_BEFORE = "AREA_SD_BEFORE"
     AREA_SD_AFTER = "AREA_SD_AFTER"
@@ -157,22 +167,36 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
                 self.MIN_SPACING,
                 self.tr("Minimum spacing between sites and from samples (m)"),
                 QgsProcessingParameterNumber.Double,
-                defaultValue=0.0,
+                defaultValue=PLANNER_DEFAULTS["min_spacing_m"],
                 minValue=0.0,
             ),
             QgsProcessingParameterNumber(
                 self.SPATIAL_RANGE,
                 self.tr("Spatial range of the uncertainty (m; 0 = automatic)"),
                 QgsProcessingParameterNumber.Double,
-                defaultValue=0.0,
+                defaultValue=PLANNER_DEFAULTS["spatial_range_m"],
                 minValue=0.0,
             ),
             QgsProcessingParameterNumber(
                 self.FEATURE_RANGE,
                 self.tr("Feature range (standard deviations of the model's inputs)"),
                 QgsProcessingParameterNumber.Double,
-                defaultValue=0.5,
+                defaultValue=PLANNER_DEFAULTS["feature_range"],
                 minValue=0.01,
+            ),
+            QgsProcessingParameterNumber(
+                self.NOISE_RATIO,
+                self.tr("Noise of a new sample, as a share of the model's aleatoric variance"),
+                QgsProcessingParameterNumber.Double,
+                defaultValue=PLANNER_DEFAULTS["noise_ratio"],
+                minValue=0.0,
+            ),
+            QgsProcessingParameterNumber(
+                self.VARIANCE_POWER,
+                self.tr("Sharpening of the epistemic variance's contrasts (1 = as the ensemble has them)"),
+                QgsProcessingParameterNumber.Double,
+                defaultValue=PLANNER_DEFAULTS["variance_power"],
+                minValue=0.0,
             ),
         )
         self.addParameter(
@@ -284,6 +308,8 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
                     "min_spacing_m": self.parameterAsDouble(parameters, self.MIN_SPACING, context),
                     "spatial_range_m": self.parameterAsDouble(parameters, self.SPATIAL_RANGE, context),
                     "feature_range": self.parameterAsDouble(parameters, self.FEATURE_RANGE, context),
+                    "noise_ratio": self.parameterAsDouble(parameters, self.NOISE_RATIO, context),
+                    "variance_power": self.parameterAsDouble(parameters, self.VARIANCE_POWER, context),
                 },
                 "output": plan_path,
             },

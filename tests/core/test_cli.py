@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import rasterio
 from pyogrio.raw import read
@@ -48,6 +50,11 @@ def test_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def _variance_cut(out: str) -> float:
+    """The percentage in "Expected to cut the area's epistemic variance by X %"."""
+    return float(re.search(r"epistemic variance by ([0-9.]+) %", out).group(1))
+
+
 def test_predict_on_an_extent_and_plan_a_campaign(tmp_path, capsys, raster_model_path):
     rasters = [f"{r.path}={r.name}" for r in la_libertad_rasters()]
     grid = ["--extent", "669500,448500,672500,452000", "--resolution", "60", "--grid-crs", "EPSG:32618"]
@@ -57,11 +64,13 @@ def test_predict_on_an_extent_and_plan_a_campaign(tmp_path, capsys, raster_model
     assert "with uncertainty at" in capsys.readouterr().out
     with rasterio.open(tmp_path / "soc.tif") as dataset:
         assert (dataset.width, dataset.height) == (50, 59)
-    code = main(
-        ["plan", str(raster_model_path), *grid, *options, "-n", "4", "-o", str(tmp_path / "plan.gpkg")]
-    )
-    assert code == 0
-    assert "4 ranked sites among" in capsys.readouterr().out
+    plan = ["plan", str(raster_model_path), *grid, *options, "-n", "4", "-o", str(tmp_path / "plan.gpkg")]
+    assert main(plan) == 0
+    out = capsys.readouterr().out
+    assert "4 ranked sites among" in out
+    # A noisier new sample (r = 1, the regression's Bayesian update) removes less of the variance.
+    assert main([*plan, "--noise-ratio", "1", "--variance-power", "2"]) == 0
+    assert _variance_cut(capsys.readouterr().out) < _variance_cut(out)
     code = main(
         ["plan", str(raster_model_path), "--extent", "0,0,1,1", "-n", "4", "-o", str(tmp_path / "x.gpkg")]
     )
