@@ -44,14 +44,27 @@ PLAN_FIELDS = (
     "nearest_sample_m",
     "reason",
 )
-#: Defaults of the planner settings the algorithm exposes (``soilcarbon_core.campaign.PlannerSettings``).
-PLANNER_DEFAULTS = {
-    "min_spacing_m": 0.0,
-    "spatial_range_m": 0.0,
-    "feature_range": 0.5,
-    "noise_ratio": 0.05,
-    "variance_power": 1.0,
+#: The planner settings the algorithm exposes as advanced parameters: parameter -> (the field of
+#: ``soilcarbon_core.campaign.PlannerSettings``, its default there, the least value, the label).
+PLANNER_PARAMETERS = {
+    "MIN_SPACING": ("min_spacing_m", 0.0, 0.0, "Minimum spacing between sites and from samples (m)"),
+    "SPATIAL_RANGE": ("spatial_range_m", 0.0, 0.0, "Spatial range of the uncertainty (m; 0 = automatic)"),
+    "FEATURE_RANGE": ("feature_range", 0.5, 0.01, "Feature range (standard deviations of the inputs)"),
+    "NOISE_RATIO": (
+        "noise_ratio",
+        0.05,
+        0.0,
+        "Noise of a new sample, as a share of the model's aleatoric variance",
+    ),
+    "VARIANCE_POWER": (
+        "variance_power",
+        1.0,
+        0.0,
+        "Sharpening of the epistemic variance's contrasts (1 = as the ensemble has them)",
+    ),
 }
+#: The core's defaults as the plugin assumes them (checked against the core by the tests).
+PLANNER_DEFAULTS = {field: default for field, default, _, _ in PLANNER_PARAMETERS.values()}
 RAMP = "Reds"
 #: Star diameters (mm) of the last and the first site.
 STAR_MM = (4.0, 7.0)
@@ -87,11 +100,6 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
     BUDGET = "BUDGET"
     CANDIDATES = "CANDIDATES"
     MASK = "MASK"
-    MIN_SPACING = "MIN_SPACING"
-    SPATIAL_RANGE = "SPATIAL_RANGE"
-    FEATURE_RANGE = "FEATURE_RANGE"
-    NOISE_RATIO = "NOISE_RATIO"
-    VARIANCE_POWER = "VARIANCE_POWER"
     SITES = "SITES"
     AREA_SD_BEFORE = "AREA_SD_BEFORE"
     AREA_SD_AFTER = "AREA_SD_AFTER"
@@ -163,41 +171,16 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
         self.add_date_inputs(with_field=False)
         self.add_device_input()
         self.add_advanced(
-            QgsProcessingParameterNumber(
-                self.MIN_SPACING,
-                self.tr("Minimum spacing between sites and from samples (m)"),
-                QgsProcessingParameterNumber.Double,
-                defaultValue=PLANNER_DEFAULTS["min_spacing_m"],
-                minValue=0.0,
-            ),
-            QgsProcessingParameterNumber(
-                self.SPATIAL_RANGE,
-                self.tr("Spatial range of the uncertainty (m; 0 = automatic)"),
-                QgsProcessingParameterNumber.Double,
-                defaultValue=PLANNER_DEFAULTS["spatial_range_m"],
-                minValue=0.0,
-            ),
-            QgsProcessingParameterNumber(
-                self.FEATURE_RANGE,
-                self.tr("Feature range (standard deviations of the model's inputs)"),
-                QgsProcessingParameterNumber.Double,
-                defaultValue=PLANNER_DEFAULTS["feature_range"],
-                minValue=0.01,
-            ),
-            QgsProcessingParameterNumber(
-                self.NOISE_RATIO,
-                self.tr("Noise of a new sample, as a share of the model's aleatoric variance"),
-                QgsProcessingParameterNumber.Double,
-                defaultValue=PLANNER_DEFAULTS["noise_ratio"],
-                minValue=0.0,
-            ),
-            QgsProcessingParameterNumber(
-                self.VARIANCE_POWER,
-                self.tr("Sharpening of the epistemic variance's contrasts (1 = as the ensemble has them)"),
-                QgsProcessingParameterNumber.Double,
-                defaultValue=PLANNER_DEFAULTS["variance_power"],
-                minValue=0.0,
-            ),
+            *(
+                QgsProcessingParameterNumber(
+                    name,
+                    self.tr(label),
+                    QgsProcessingParameterNumber.Double,
+                    defaultValue=default,
+                    minValue=least,
+                )
+                for name, (_, default, least, label) in PLANNER_PARAMETERS.items()
+            )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
@@ -305,11 +288,8 @@ class PlanCampaignAlgorithm(ModelInputsAlgorithm):
                 "date": self.date(parameters, context),
                 "device": self.device(parameters, context),
                 "settings": {
-                    "min_spacing_m": self.parameterAsDouble(parameters, self.MIN_SPACING, context),
-                    "spatial_range_m": self.parameterAsDouble(parameters, self.SPATIAL_RANGE, context),
-                    "feature_range": self.parameterAsDouble(parameters, self.FEATURE_RANGE, context),
-                    "noise_ratio": self.parameterAsDouble(parameters, self.NOISE_RATIO, context),
-                    "variance_power": self.parameterAsDouble(parameters, self.VARIANCE_POWER, context),
+                    field: self.parameterAsDouble(parameters, name, context)
+                    for name, (field, *_) in PLANNER_PARAMETERS.items()
                 },
                 "output": plan_path,
             },
