@@ -32,6 +32,14 @@ from soilcarbon_core.uncertainty import (
 #: enough to amortise the KD-tree searches, few enough that their neighbour tables (up to 64 candidates a
 #: query) stay small; 65,536 at a time raised a map's peak memory by about 300 MiB (docs/maps.md).
 _ATTACH_PART = 16_384
+#: Queries the network takes at a time on a CPU (:meth:`EnsemblePredictor.member_predictions`): small
+#: enough for the CPU caches and for glibc's heap. A chunk's temporaries (1-10 MB each at 4,096 queries)
+#: fragment the threads' malloc arenas, which then settle higher the more windows a map has: at 4,096 a
+#: 10-million-cell map's peak was 1.25 x a 1-million-cell one's, at 2,048 1.13 x, at no cost in speed;
+#: 1,024 kept it flat but was 25 % slower (docs/maps.md).
+_CPU_CHUNK = 2048
+#: On a GPU: one larger chunk keeps it busier.
+_GPU_CHUNK = 4096
 
 #: Output fields of a prediction, in this order, as written to GeoPackages and GeoTIFF bands.
 PREDICTION_FIELDS = (
@@ -180,7 +188,7 @@ class EnsemblePredictor:
         self,
         table: NodeTable,
         *,
-        chunk_size: int = 4096,
+        chunk_size: int | None = None,
         attach_size: int | None = None,
         threads: int | None = None,
         progress: ProgressCallback = silent,
@@ -188,7 +196,8 @@ class EnsemblePredictor:
         """Per-member means and variances (M, N) in target units.
 
         Queries are attached ``attach_size`` at a time (default :data:`_ATTACH_PART` per thread) and
-        run through the network ``chunk_size`` at a time (small enough for the CPU caches). On CPU the
+        run through the network ``chunk_size`` at a time (default :data:`_CPU_CHUNK` on a CPU,
+        :data:`_GPU_CHUNK` on a GPU). On CPU the
         chunks run on ``threads`` parallel threads (default :meth:`parallel_threads`), one core each:
         the network's operations on a chunk are too small to share cores well, whole chunks are not.
         With ``threads=1`` everything runs on the calling thread, with torch's own thread setting."""
@@ -197,6 +206,7 @@ class EnsemblePredictor:
         sources = self._reference_sources()
         threads = threads or self.parallel_threads()
         attach_size = attach_size or _ATTACH_PART * threads
+        chunk_size = chunk_size or (_CPU_CHUNK if self.device.type == "cpu" else _GPU_CHUNK)
         pool = ThreadPoolExecutor(threads) if threads > 1 else None
         means, variances = [], []
         total = len(table)
@@ -251,12 +261,12 @@ class EnsemblePredictor:
         self,
         table: NodeTable,
         *,
-        chunk_size: int = 4096,
+        chunk_size: int | None = None,
         threads: int | None = None,
         progress: ProgressCallback = silent,
     ) -> Prediction:
-        """Calibrated ensemble prediction for every node of ``table`` (``threads``: as in
-        :meth:`member_predictions`)."""
+        """Calibrated ensemble prediction for every node of ``table`` (``chunk_size`` and ``threads``: as
+        in :meth:`member_predictions`)."""
         means, variances = self.member_predictions(
             table, chunk_size=chunk_size, threads=threads, progress=progress
         )
