@@ -33,12 +33,12 @@ from soilcarbon_core.uncertainty import (
 #: query) stay small; 65,536 at a time raised a map's peak memory by about 300 MiB (docs/maps.md).
 _ATTACH_PART = 16_384
 #: Queries the network takes at a time on a CPU (:meth:`EnsemblePredictor.member_predictions`): small
-#: enough for the CPU caches and for glibc's heap. A chunk's temporaries (1-10 MB each at 4,096 queries)
+#: enough for the CPU caches and for glibc's heap. A chunk's temporaries (0.5-10 MB each at 4,096 queries)
 #: fragment the threads' malloc arenas, which then settle higher the more windows a map has: at 4,096 a
 #: 10-million-cell map's peak was 1.25 x a 1-million-cell one's, at 2,048 1.13 x, at no cost in speed;
 #: 1,024 kept it flat but was 25 % slower (docs/maps.md).
 _CPU_CHUNK = 2048
-#: On a GPU: one larger chunk keeps it busier.
+#: On a GPU: the chunk size it had before (the heap's growth is a CPU matter; not measured on a GPU).
 _GPU_CHUNK = 4096
 
 #: Output fields of a prediction, in this order, as written to GeoPackages and GeoTIFF bands.
@@ -197,9 +197,9 @@ class EnsemblePredictor:
 
         Queries are attached ``attach_size`` at a time (default :data:`_ATTACH_PART` per thread) and
         run through the network ``chunk_size`` at a time (default :data:`_CPU_CHUNK` on a CPU,
-        :data:`_GPU_CHUNK` on a GPU). On CPU the
-        chunks run on ``threads`` parallel threads (default :meth:`parallel_threads`), one core each:
-        the network's operations on a chunk are too small to share cores well, whole chunks are not.
+        :data:`_GPU_CHUNK` on a GPU). On CPU the chunks run on ``threads`` parallel threads (default
+        :meth:`parallel_threads`), one core each: the network's operations on a chunk are too small to
+        share cores well, whole chunks are not.
         With ``threads=1`` everything runs on the calling thread, with torch's own thread setting."""
         import torch
 
