@@ -242,6 +242,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from soilcarbon_core.campaign import PlannerSettings, plan_campaign
 
     grid = _grid(args)
@@ -250,14 +252,9 @@ def _plan(args: argparse.Namespace) -> int:
             "Give either candidate points or a candidate grid (--grid TEMPLATE or --extent), not both.",
             "See soilcarbon plan --help.",
         )
-    given = {"noise_ratio": args.noise_ratio, "variance_power": args.variance_power}
-    settings = PlannerSettings(
-        spatial_range_m=args.spatial_range,
-        feature_range=args.feature_range,
-        min_spacing_m=args.min_spacing,
-        seed=args.seed,
-        **{name: value for name, value in given.items() if value is not None},
-    )
+    # Options not given keep the core's defaults (the options' dest names are the settings' fields).
+    given = {field.name: getattr(args, field.name, None) for field in fields(PlannerSettings)}
+    settings = PlannerSettings(**{name: value for name, value in given.items() if value is not None})
     bar, progress = _progress_bar("Planning")
     with bar:
         summary = plan_campaign(
@@ -550,14 +547,21 @@ def _add_model_commands(commands) -> None:
     plan.add_argument("-n", "--budget", type=int, required=True, help="number of new sites")
     plan.add_argument("-o", "--output", required=True, help="output .gpkg: ranked sites with their reasons")
     plan.add_argument("--mask", help="raster whose non-zero cells are inaccessible (with a grid)")
-    plan.add_argument("--min-spacing", type=float, default=0.0, help="minimum distance between sites (m)")
+    plan.add_argument(
+        "--min-spacing",
+        dest="min_spacing_m",
+        type=float,
+        metavar="METRES",
+        help="minimum distance between sites (m; default 0)",
+    )
     plan.add_argument(
         "--spatial-range",
+        dest="spatial_range_m",
         type=float,
-        default=0.0,
+        metavar="METRES",
         help="L_s in m (default: median gap to the nearest sample)",
     )
-    plan.add_argument("--feature-range", type=float, default=0.5, help="L_f in covariate sds (default 0.5)")
+    plan.add_argument("--feature-range", type=float, help="L_f in covariate sds (default 0.5)")
     plan.add_argument(
         "--noise-ratio",
         type=float,
@@ -568,7 +572,7 @@ def _add_model_commands(commands) -> None:
         type=float,
         help="gamma: sharpening of the epistemic variance's contrasts (default 1: the ensemble's own)",
     )
-    plan.add_argument("--seed", type=int, default=0, help="seed of the candidate subsets")
+    plan.add_argument("--seed", type=int, help="seed of the candidate subsets (default 0)")
     plan.add_argument("--date", help="sampling date (YYYY-MM-DD) when the model uses dates")
     _add_grid_options(plan, "candidate cells")
     _add_point_options(plan)
