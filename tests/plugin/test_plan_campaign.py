@@ -128,11 +128,14 @@ def write_west_mask(path: Path) -> Path:
 
 def test_noisier_samples_leave_more_uncertainty(grid_plan, soc_model):
     """NOISE_RATIO reaches the planner: with r = 1 (a new sample as noisy as the model's aleatoric
-    variance) the five sites remove less of the area's epistemic variance than with the default."""
+    variance) the five sites remove less of the area's epistemic variance than with the default.
+    VARIANCE_POWER too: with r = 1, gamma = 2 (sharper contrasts) removes more than gamma = 1."""
     noisy = run(parameters(soc_model, MIN_SPACING=MIN_SPACING, NOISE_RATIO=1.0, VARIANCE_POWER=2.0))
     default = grid_plan[0]
     assert noisy["AREA_SD_BEFORE"] == pytest.approx(default["AREA_SD_BEFORE"])
     assert noisy["AREA_SD_AFTER"] > default["AREA_SD_AFTER"]
+    flat = run(parameters(soc_model, MIN_SPACING=MIN_SPACING, NOISE_RATIO=1.0))
+    assert flat["AREA_SD_AFTER"] > noisy["AREA_SD_AFTER"]
 
 
 def test_mask_keeps_sites_out_of_inaccessible_cells(grid_plan, soc_model, tmp_path):
