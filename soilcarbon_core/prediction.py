@@ -25,6 +25,7 @@ from soilcarbon_core.io.atomic import atomic_output
 from soilcarbon_core.io.points import SamplePoints, read_points
 from soilcarbon_core.io.rasters import RasterSource
 from soilcarbon_core.io.vector_out import write_points_gpkg
+from soilcarbon_core.maps import processes
 from soilcarbon_core.maps.cog import PartialMap
 from soilcarbon_core.maps.grid import WINDOW, GridSpec
 from soilcarbon_core.maps.parallel import ordered_parallel
@@ -167,6 +168,7 @@ def predict_grid(
     window_size: int = WINDOW,
     plot: str | os.PathLike[str] | None = None,
     progress: ProgressCallback = silent,
+    window_processes: bool | None = None,
 ) -> dict:
     """Predict every cell of ``grid`` (a :class:`GridSpec` or a template raster's path); write a
     Cloud-Optimised GeoTIFF with the bands :data:`~soilcarbon_core.predictor.PREDICTION_FIELDS` (named),
@@ -178,6 +180,11 @@ def predict_grid(
     Cancelling removes everything; a run that is killed resumes from its finished windows when run again
     with the same inputs (:class:`~soilcarbon_core.maps.cog.PartialMap`). With ``plot``, also a PNG map
     (:func:`plot_prediction_map`) with the model's samples on top.
+
+    On a CPU with n threads, n windows run at once, one core each: by default each in a forked process
+    of its own (:mod:`~soilcarbon_core.maps.processes`; where ``fork`` exists), which keeps the peak memory
+    flat however many windows there are; ``window_processes=False`` runs them on threads of this process
+    (:mod:`~soilcarbon_core.maps.parallel`).
     """
     progress(0.0, "Loading the model")
     grid = grid if isinstance(grid, GridSpec) else GridSpec.from_raster(grid)
@@ -206,13 +213,17 @@ def predict_grid(
     if resumed:
         progress(0.02, f"Resuming: {resumed} of {len(windows)} windows already done")
     todo = [index for index in range(len(windows)) if index not in partial.done]
-    # On a CPU whole windows run on parallel threads, one core each (see maps.parallel); a lone window
-    # spreads its own chunks over the cores instead.
+    # On a CPU whole windows run at once, one core each (see maps.parallel); a lone window spreads its own
+    # chunks over the cores instead.
     workers = min(predictor.parallel_threads(), len(todo))
     threads = 1 if workers > 1 else None
+    if window_processes is None:
+        window_processes = workers > 1 and predictor.device.type == "cpu" and processes.available()
+    if window_processes:
+        predictor.reference_sources()  # once, here: the windows' processes inherit them
     rasters = list(rasters)
 
-    def predict_window(index: int, report: ProgressCallback) -> tuple[np.ndarray, int]:
+    def predict_window(index: int, report: ProgressCallback) -> np.ndarray:
         window = windows[index]
         xs, ys = grid.cell_centres(window)
         points = SamplePoints.at(xs, ys, grid.crs, source="grid")
@@ -220,13 +231,14 @@ def predict_grid(
             model, predictor, with_date(points, date), rasters, "nearest", report, encoder, threads
         )
         values = np.stack([np.where(valid, v, NODATA) for v in prediction.columns().values()])
-        return values.reshape(len(PREDICTION_FIELDS), window.height, window.width), int(valid.sum())
+        return values.reshape(len(PREDICTION_FIELDS), window.height, window.width)
 
+    run_windows = processes.ordered_in_processes if window_processes else ordered_parallel
     try:
         with (
             one_thread_each() if workers > 1 else nullcontext(),
             closing(
-                ordered_parallel(
+                run_windows(
                     todo,
                     predict_window,
                     workers,
@@ -235,8 +247,8 @@ def predict_grid(
                 )
             ) as results,
         ):
-            for index, (values, valid_cells) in results:
-                partial.write(index, windows[index], values, valid_cells)
+            for index, values in results:
+                partial.write(index, windows[index], values, int((values[0] != NODATA).sum()))
         progress(0.95, "Writing the Cloud-Optimised GeoTIFF")
         partial.finish()
     except Exception:

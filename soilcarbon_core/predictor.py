@@ -138,7 +138,7 @@ class EnsemblePredictor:
         self._sources = None
         self._sources_lock = threading.Lock()  # map windows on parallel threads share the states
 
-    def _reference_sources(self) -> list:
+    def reference_sources(self) -> list:
         """The reference nodes' states and projected messages, computed on first use, once per model."""
         import torch
 
@@ -203,7 +203,7 @@ class EnsemblePredictor:
         With ``threads=1`` everything runs on the calling thread, with torch's own thread setting."""
         import torch
 
-        sources = self._reference_sources()
+        sources = self.reference_sources()
         threads = threads or self.parallel_threads()
         attach_size = attach_size or _ATTACH_PART * threads
         chunk_size = chunk_size or (_CPU_CHUNK if self.device.type == "cpu" else _GPU_CHUNK)

@@ -8,13 +8,17 @@ nine covariates:
 - SpTGNN: a 5-member ensemble, covariates only (no imagery), all three relations;
 - XGBoost: 5 bootstrap members of 400 trees (the project's ``XGB_PARAMS``), on the same features.
 
-Each measurement runs in its own process (peak RSS is that process's) over the same windows of
-512 x 512 cells:
+Each measurement runs in its own process over the same windows of 512 x 512 cells:
 
 - I/O floor: read every window's covariates at the cell centres (what the map job reads), nothing else;
 - XGBoost: the same reads, plus the five models' predictions for every cell;
 - SpTGNN: ``predict_grid`` end to end (reads, graph attachment, ensemble, calibration, COG with
-  overviews, written atomically).
+  overviews, written atomically), its windows in forked processes (the default);
+- SpTGNN, windows on threads: the same with ``window_processes=False``.
+
+Peak memory (:class:`PeakMemory`): the largest of the process's own peak RSS and, sampled every 0.1 s,
+its RSS plus the private memory of its child processes (the window processes; what they share with it,
+copy-on-write, is counted once).
 
     python training/benchmarks/maps.py --threads 2 --out training/reports/bench_maps.md
 """
@@ -28,6 +32,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -42,7 +47,7 @@ COVARIATES = {
         g: f"{SRTM}_{g}.sdat" for g in ("slope", "twi", "vbf", "cprof", "devmean", "openn", "openp", "vdepth")
     },
 }
-MODES = ("io", "xgboost", "sptgnn")
+MODES = ("io", "xgboost", "sptgnn", "sptgnn_threads")
 
 
 def upsampled_rasters(folder: Path, cells: int) -> dict[str, Path]:
@@ -134,8 +139,53 @@ def _window_features(grid, window, sources) -> np.ndarray:
     return sample_rasters(points, sources, method="nearest").values
 
 
+class PeakMemory:
+    """Peak memory of this process and its child processes, in MiB (see the module's docstring)."""
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.samples: list[tuple[float, float]] = []  # (perf_counter seconds, MiB)
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _kib(path: str, keys: tuple[str, ...]) -> int:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError:  # a child that has just ended
+            return 0
+        return sum(int(line.split()[1]) for line in lines if line.split(":")[0] in keys)
+
+    @staticmethod
+    def _children() -> list[int]:
+        return [
+            int(pid)
+            for task in Path("/proc/self/task").iterdir()
+            for pid in (task / "children").read_text().split()
+        ]
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            private = ("Private_Clean", "Private_Dirty")
+            kib = self._kib("/proc/self/status", ("VmRSS",))
+            kib += sum(self._kib(f"/proc/{pid}/smaps_rollup", private) for pid in self._children())
+            self.samples.append((time.perf_counter(), kib / 1024))
+
+    def peak_mib(self) -> float:
+        """The whole run's peak; stops sampling."""
+        self._stop.set()
+        self._thread.join()
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
+        return max([self._kib("/proc/self/status", ("VmHWM",)) / 1024] + [mib for _, mib in self.samples])
+
+    def sampled_peak_mib(self, start: float, end: float = float("inf")) -> float:
+        """The largest sample taken between two ``perf_counter`` times."""
+        return max((mib for at, mib in self.samples if start <= at <= end), default=float("nan"))
+
+
 def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
-    """One measurement in this process: seconds and peak RSS."""
+    """One measurement in this process: seconds and peak memory."""
     from soilcarbon_core.io.rasters import RasterSource
     from soilcarbon_core.maps import GridSpec
 
@@ -143,7 +193,7 @@ def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
     sources = [RasterSource(path, name) for name, path in paths.items()]
     grid = GridSpec.from_raster(paths["elevation"])
     # Libraries are imported before the clock starts; loading the models is part of each job.
-    if mode == "sptgnn":
+    if mode.startswith("sptgnn"):
         import torch
 
         from soilcarbon_core.prediction import predict_grid
@@ -151,10 +201,26 @@ def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
         torch.set_num_threads(threads)
     elif mode == "xgboost":
         from xgboost import XGBRegressor
+    memory = PeakMemory()
     started = time.perf_counter()
-    if mode == "sptgnn":
+    quarters = {}  # when the map's progress first reached 1/4 and 3/4
+
+    def note_quarters(fraction: float, message: str = "") -> None:
+        for mark in (0.25, 0.75):
+            if fraction >= mark:
+                quarters.setdefault(mark, time.perf_counter())
+
+    if mode.startswith("sptgnn"):
         output = folder / f"map_{cells}.tif"
-        summary = predict_grid(folder / "sptgnn.zip", grid, output, rasters=sources, device="cpu")
+        summary = predict_grid(
+            folder / "sptgnn.zip",
+            grid,
+            output,
+            rasters=sources,
+            device="cpu",
+            window_processes=mode == "sptgnn",
+            progress=note_quarters,
+        )
         predicted = summary["n_predicted"]
         output.unlink()
     else:
@@ -173,10 +239,12 @@ def child(mode: str, cells: int, folder: Path, threads: int) -> dict:
                 rows = features[valid].astype(np.float32)
                 np.mean([m.predict(rows) for m in members], axis=0)
     seconds = time.perf_counter() - started
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork and exec.
-    status = Path("/proc/self/status").read_text()
-    peak = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
-    return {"mode": mode, "cells": grid.cells, "predicted": predicted, "seconds": seconds, "peak_mib": peak}
+    peak = memory.peak_mib()
+    result = {"mode": mode, "cells": grid.cells, "predicted": predicted, "seconds": seconds, "peak_mib": peak}
+    if quarters:  # does memory grow window after window? The first quarter's peak against the last's.
+        result["peak_first_quarter_mib"] = memory.sampled_peak_mib(started, quarters[0.25])
+        result["peak_last_quarter_mib"] = memory.sampled_peak_mib(quarters[0.75])
+    return result
 
 
 def cpu_counters() -> tuple[int, int]:
@@ -212,7 +280,9 @@ def report(results: list[dict], threads: int, command: str, load: float) -> str:
         f"Command: `{command}`. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; threads: {threads} (torch, XGBoost, GDAL); load average at start "
         f"{load:.1f} (other jobs on the same cores slow every row alike). One run each, every "
-        "measurement in its own process (peak RSS of that process). Covariates: the nine La Libertad "
+        "measurement in its own process. Peak memory: the largest of the process's peak RSS and, sampled "
+        "every 0.1 s, its RSS plus the private memory of its child processes (the SpTGNN job's window "
+        "processes). Covariates: the nine La Libertad "
         "terrain rasters resampled to the grid (tiled GeoTIFFs); models trained in the same run on the 118 "
         "La Libertad SOC stocks. Windows of 512 x 512 cells. CPU steal: the share of the CPUs' time the "
         "hypervisor gave to other machines while the row ran (from /proc/stat; it slows that row).",
@@ -224,6 +294,7 @@ def report(results: list[dict], threads: int, command: str, load: float) -> str:
         "io": "I/O floor (read windows)",
         "xgboost": "XGBoost 5 x 400 trees",
         "sptgnn": "SpTGNN 5 members",
+        "sptgnn_threads": "SpTGNN 5 members, windows on threads",
     }
     for scale in scales:
         floor, xgb = by[("io", scale)]["seconds"], by[("xgboost", scale)]["seconds"]
@@ -234,15 +305,21 @@ def report(results: list[dict], threads: int, command: str, load: float) -> str:
                 f"{r['peak_mib']:.0f} | {r['seconds'] / xgb:.2f} | {r['seconds'] / floor:.2f} | "
                 f"{r['steal_pct']:.0f} |"
             )
-    if len(scales) > 1:
-        small, large = scales[0], scales[-1]
-        one, ten = by[("sptgnn", small)], by[("sptgnn", large)]
-        lines += [
-            "",
-            f"Scaling of SpTGNN from {one['cells']:,} to {ten['cells']:,} cells "
-            f"({ten['cells'] / one['cells']:.1f} x the cells): time x {ten['seconds'] / one['seconds']:.2f}, "
-            f"peak memory x {ten['peak_mib'] / one['peak_mib']:.2f}.",
-        ]
+    lines.append("")
+    for mode in ("sptgnn", "sptgnn_threads"):
+        one, ten = by[(mode, scales[0])], by[(mode, scales[-1])]
+        if len(scales) > 1:
+            lines.append(
+                f"- {names[mode]}, from {one['cells']:,} to {ten['cells']:,} cells "
+                f"({ten['cells'] / one['cells']:.1f} x the cells): time x "
+                f"{ten['seconds'] / one['seconds']:.2f}, "
+                f"peak memory x {ten['peak_mib'] / one['peak_mib']:.2f}."
+            )
+        lines.append(
+            f"- {names[mode]}, {ten['cells']:,} cells: peak memory over the first quarter of the run "
+            f"{ten['peak_first_quarter_mib']:.0f} MiB, over the last quarter (from 3/4 of the windows to the "
+            f"end) {ten['peak_last_quarter_mib']:.0f} MiB (samples every 0.1 s)."
+        )
     return "\n".join(lines) + "\n"
 
 

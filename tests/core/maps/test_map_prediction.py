@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from soilcarbon_core.errors import Cancelled, OutputError
-from soilcarbon_core.maps import GridSpec
+from soilcarbon_core.maps import GridSpec, processes
 from soilcarbon_core.prediction import NODATA, predict_grid
 from soilcarbon_core.predictor import PREDICTION_FIELDS
 
@@ -65,6 +65,36 @@ def test_cells_do_not_depend_on_the_window_size(tmp_path, raster_model_path):
             raster_model_path, grid, output, rasters=la_libertad_rasters(), device="cpu", window_size=size
         )
     np.testing.assert_allclose(_read(small), _read(large), rtol=1e-5)
+
+
+@pytest.fixture
+def two_threads():
+    """Two windows at once, whatever OMP_NUM_THREADS says."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not processes.available(), reason="needs fork")
+def test_windows_in_processes_give_the_map_of_windows_on_threads(tmp_path, raster_model_path, two_threads):
+    """Forked window processes (the default on Linux) and threads of one process compute the same cells."""
+    grid = _extent_grid(30.0)
+    outputs = {mode: tmp_path / f"{mode}.tif" for mode in ("processes", "threads")}
+    for mode, output in outputs.items():
+        predict_grid(
+            raster_model_path,
+            grid,
+            output,
+            rasters=la_libertad_rasters(),
+            device="cpu",
+            window_size=64,
+            window_processes=mode == "processes",
+        )
+    # Float32 rounding only: the reference states are computed on two threads here, on one there.
+    np.testing.assert_allclose(_read(outputs["processes"]), _read(outputs["threads"]), rtol=1e-5)
 
 
 def test_interrupted_map_resumes_from_finished_windows(tmp_path, raster_model_path):
