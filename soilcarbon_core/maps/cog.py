@@ -5,9 +5,10 @@ the finished windows to ``<output>.partial/state.json``, next to a fingerprint o
 depend on (model, inputs, grid, window size). A window is recorded only after its data is on disk
 (the dataset is closed, which flushes it), so a run killed at any moment leaves a consistent partial
 map; a later run with the same fingerprint skips the recorded windows. A different fingerprint starts
-afresh. When every window is done the partial GeoTIFF is copied to a Cloud-Optimised GeoTIFF (internal
-tiles, overviews averaged over valid cells) under a temporary name and renamed onto ``output``: the
-output exists only when complete. :meth:`PartialMap.discard` (cancel) removes the partial folder.
+afresh. The partial GeoTIFF is uncompressed (4 bytes a cell and band). When every window is done it is
+copied to a Cloud-Optimised GeoTIFF (internal tiles, deflate, overviews averaged over valid cells) under
+a temporary name and renamed onto ``output``: the output exists only when complete.
+:meth:`PartialMap.discard` (cancel) removes the partial folder.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class PartialMap:
             "tiled": True,
             "blockxsize": TILE,
             "blockysize": TILE,
-            "compress": "deflate",
-            "predictor": 3,
+            # Uncompressed: compressing here, then decompressing to copy,
+            # took two-thirds of the finishing time, and the COG compresses float maps only to about 0.7.
             "BIGTIFF": "IF_SAFER",
         }
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), rasterio.open(self.data, "w", **profile) as out:
@@ -130,6 +131,7 @@ class PartialMap:
                 BLOCKSIZE=TILE,
                 COMPRESS="DEFLATE",
                 PREDICTOR="YES",
+                LEVEL=1,  # as small as the default level 6 for float maps (within 0.2 %), in 3/4 of the time
                 OVERVIEWS="IGNORE_EXISTING",
                 OVERVIEW_RESAMPLING="AVERAGE",
                 BIGTIFF="IF_SAFER",

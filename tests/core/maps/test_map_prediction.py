@@ -38,6 +38,7 @@ def test_map_is_a_cloud_optimised_geotiff_with_named_bands_overviews_and_nodata(
     )
     with rasterio.open(output) as dataset:
         assert dataset.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert dataset.compression == rasterio.enums.Compression.deflate
         assert dataset.descriptions == PREDICTION_FIELDS
         assert (dataset.width, dataset.height, dataset.crs) == (grid.width, grid.height, grid.crs)
         assert dataset.block_shapes[0] == (256, 256)
