@@ -175,17 +175,25 @@ def test_a_multi_band_imagery_raster_feeds_the_imagery_stream_by_its_name(tmp_pa
         data.schema.require({"elevation": data.table.covariates[:, 0]}, data.points)
 
 
-def test_train_with_plots_writes_validation_and_learning_curve_pngs(tmp_path):
+@pytest.fixture(scope="module")
+def elevation_data():
+    """The La Libertad samples with one covariate, elevation, for train_model called directly."""
     from soilcarbon_core.io.rasters import RasterSource
-    from soilcarbon_training.jobs import prepare_data, train_model
-    from soilcarbon_training.trainer import TrainConfig
+    from soilcarbon_training.jobs import prepare_data
 
-    data = prepare_data(
+    return prepare_data(
         POINTS,
         target="COSha30",
         rasters=[RasterSource(DATA / "SRTMGL1_SRTMGL1.2.sdat", "elevation")],
         crs="EPSG:32618",
     )
+
+
+def test_train_with_plots_writes_validation_and_learning_curve_pngs(elevation_data, tmp_path):
+    from soilcarbon_training.jobs import train_model
+    from soilcarbon_training.trainer import TrainConfig
+
+    data = elevation_data
     result = train_model(
         data,
         tmp_path / "soc.zip",
@@ -209,3 +217,14 @@ def test_train_with_plots_writes_validation_and_learning_curve_pngs(tmp_path):
         "plots",
         "soc.zip",
     ]
+
+
+def test_the_run_seed_reaches_the_initial_weights(elevation_data, tmp_path):
+    from soilcarbon_training.jobs import train_model
+    from soilcarbon_training.trainer import TrainConfig
+
+    output = tmp_path / "seeded.zip"
+    train_model(
+        elevation_data, output, target="COSha30", members=1, train_config=TrainConfig(epochs=1, seed=7)
+    )
+    assert SoilCarbonModel.load(output).network.config.seed == 7

@@ -222,7 +222,8 @@ def train_model(
     backbone = data.encoder.head_state() if data.encoder is not None else None
     if backbone is not None:
         data.schema.chips = data.encoder.settings.to_dict()
-    config = model_config_for(data.table, members, **(model_overrides or {}))
+    # The initial weights follow the run's seed unless the caller fixes the architecture's own.
+    config = model_config_for(data.table, members, **{"seed": train_config.seed, **(model_overrides or {})})
     trainer = EnsembleTrainer(config, train_config, graph_params, geographic=geographic, device=torch_device)
     fit = trainer.fit(data.table, data.target, fit_idx, val_idx, progress=scaled(progress, 0.1, 0.9))
     raw = finish_prediction(*fit.validation, None)
@@ -339,7 +340,7 @@ def evaluate_model(
         data.target,
         splits,
         geographic=geographic,
-        model_config=model_config_for(shape, members),
+        model_config=model_config_for(shape, members, seed=train_config.seed),
         fold_table=fold_table,
         train_config=train_config,
         graph_params=graph_params,
