@@ -148,23 +148,25 @@ class RelationalAttention(nn.Module):
             sources = index.clamp_min(0)
             values, source_score = projected[relation].split([self.dim, heads], -1)
             num_source = values.shape[1]
-            # Scores as (M, H, Q, K): the K slots of a destination are contiguous, so the softmax runs
-            # over rows and the weights go to the bag sum below without a copy.
+            # Scores as (M, H, K, Q): with the long query axis innermost the softmax over the K slots
+            # vectorises across queries (about 15x faster on CPU than over rows of K contiguous slots).
             # gather, not index_select: several times faster along the last dimension on CPU.
             by_head = source_score.transpose(1, 2).reshape(members * heads, num_source)
-            scores = torch.gather(by_head, 1, sources.flatten().expand(members * heads, -1))
-            # + w_E . e_ij for every member and head as one (M H, A) @ (A, Q K) product into the scores.
+            scores = torch.gather(by_head, 1, sources.t().flatten().expand(members * heads, -1))
+            # + w_E . e_ij for every member and head as one (M H, A) @ (A, K Q) product into the scores.
             edge_weight = self.edge[relation].weight.transpose(1, 2).reshape(members * heads, -1)
-            scores.addmm_(edge_weight, edge_attr.flatten(0, 1).t())
-            scores = scores.view(members, heads, num_target, slots)
-            scores += target_score[:, position * heads : (position + 1) * heads].unsqueeze(-1)
+            scores.addmm_(edge_weight, edge_attr.permute(2, 1, 0).flatten(1))
+            scores = scores.view(members, heads, slots, num_target)
+            scores += target_score[:, position * heads : (position + 1) * heads].unsqueeze(-2)
             scores = F.leaky_relu_(scores, 0.2)
             if present.all():  # the usual case: every query has its k neighbours
-                alpha = scores.softmax(-1)
+                alpha = scores.softmax(-2)
             else:
-                absent = ~present
+                absent = ~present.t()
                 # A destination without any source in this relation receives nothing (all -inf -> NaN -> 0).
-                alpha = scores.masked_fill(absent, float("-inf")).softmax(-1).masked_fill(absent, 0.0)
+                alpha = scores.masked_fill(absent, float("-inf")).softmax(-2).masked_fill(absent, 0.0)
+            # Back to (M, H, Q, K) rows, the layout of the weights of the bag sum below.
+            alpha = alpha.transpose(-1, -2)
             # sum_k alpha_qk v_(index_qk) for every member and head as one weighted bag sum over a table
             # of (member, head, source) rows: the (M, Q, K, D) gathered values are never materialised.
             table = values.view(members, num_source, heads, width).transpose(1, 2).reshape(-1, width)

@@ -16,6 +16,7 @@ from soilcarbon_core.graph import (
     ReferenceGraph,
     Relation,
     get_workers,
+    neighbours,
     set_workers,
 )
 from soilcarbon_core.graph.neighbours import smallest
@@ -285,6 +286,18 @@ def test_worker_count_does_not_change_the_graph(nodes):
         np.testing.assert_array_equal(default.relations[name].edge_index, single.relations[name].edge_index)
 
 
+@pytest.mark.parametrize("k", [20, 30, 59, 75])  # from 30 (half the 60 points) the tree is not used
+@pytest.mark.parametrize("bound", [np.inf, 0.3])
+def test_searching_a_small_tree_by_sorting_gives_the_trees_answers(k, bound):
+    rng = np.random.default_rng(k)
+    points, queries = rng.uniform(0, 1, (60, 3)), rng.uniform(0, 1, (500, 3))
+    search = neighbours.tree(points)
+    dist, idx = neighbours._query(search, queries, k, bound)
+    expected_dist, expected_idx = search.query(queries, k=k, distance_upper_bound=bound)
+    np.testing.assert_array_equal(idx, expected_idx)  # missing neighbours: index n, distance inf
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12)
+
+
 # Spectral ---------------------------------------------------------------------------------------------------
 
 
@@ -330,12 +343,13 @@ def test_spectral_restricted_to_spatial_radius_matches_brute_force(nodes):
 # Elevation --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("candidates", [20, N // 2])  # N // 2: the tree is searched by sorting
 @pytest.mark.parametrize("radius", [None, 150.0])
-def test_elevation_neighbours_have_the_smallest_height_differences(nodes, radius):
+def test_elevation_neighbours_have_the_smallest_height_differences(nodes, radius, candidates):
     xy, _, elevation, _ = nodes
-    graph = build(nodes, k_elevation=5, candidates=20, elevation_radius_m=radius)
+    graph = build(nodes, k_elevation=5, candidates=candidates, elevation_radius_m=radius)
     dz = np.abs(elevation[:, None] - elevation[None, :])
-    expected = brute_pairs(euclidean(xy, xy), 5, itself=True, score=dz, candidates=20, radius=radius)
+    expected = brute_pairs(euclidean(xy, xy), 5, itself=True, score=dz, candidates=candidates, radius=radius)
     relation = graph.relations["elevation"]
     assert edge_set(relation) == symmetric(expected)
     src, dst = relation.edge_index
@@ -451,7 +465,8 @@ def test_nan_rows_get_no_edges_and_the_rest_match_brute_force(nodes):
 
 
 @pytest.mark.parametrize("spectral_radius_m", [None, 300.0])
-def test_attach_matches_brute_force(nodes, spectral_radius_m):
+@pytest.mark.parametrize("candidates", [12, N // 2])  # N // 2: the tree is searched by sorting
+def test_attach_matches_brute_force(nodes, spectral_radius_m, candidates):
     xy, spectral, elevation, _ = nodes
     rng = np.random.default_rng(6)
     q = 60
@@ -459,7 +474,7 @@ def test_attach_matches_brute_force(nodes, spectral_radius_m):
     q_spectral = rng.normal(size=(q, 6)) * [1, 10, 100, 0.1, 5, 2]
     q_elevation = 300 + queries[:, 0] * 0.05 + rng.normal(0, 10, q)
     params = GraphParams(
-        k_spatial=5, k_spectral=4, spectral_radius_m=spectral_radius_m, k_elevation=3, candidates=12
+        k_spatial=5, k_spectral=4, spectral_radius_m=spectral_radius_m, k_elevation=3, candidates=candidates
     )
     graph = ReferenceGraph(xy, geographic=False, params=params, spectral=spectral, elevation=elevation)
     attached = graph.attach(queries, spectral=q_spectral, elevation=q_elevation)
@@ -472,12 +487,12 @@ def test_attach_matches_brute_force(nodes, spectral_radius_m):
         expected_spectral = brute_pairs(spectral_distance, 4, itself=False)
     else:
         expected_spectral = brute_pairs(
-            spatial, 4, itself=False, score=spectral_distance, candidates=12, radius=spectral_radius_m
+            spatial, 4, itself=False, score=spectral_distance, candidates=candidates, radius=spectral_radius_m
         )
     expected = {
         "spatial": brute_pairs(spatial, 5, itself=False),
         "spectral": expected_spectral,
-        "elevation": brute_pairs(spatial, 3, itself=False, score=dz, candidates=12),
+        "elevation": brute_pairs(spatial, 3, itself=False, score=dz, candidates=candidates),
     }
     for name, relation in attached.items():
         assert edge_set(relation) == expected[name], name

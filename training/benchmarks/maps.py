@@ -20,7 +20,12 @@ Peak memory (:class:`PeakMemory`): the largest of the process's own peak RSS and
 its RSS plus the private memory of its child processes (the window processes; what they share with it,
 copy-on-write, is counted once).
 
-    python training/benchmarks/maps.py --threads 2 --out training/reports/bench_maps.md
+The jobs run in rounds (``--repeats`` per scale), each round every job once, in turn: on a shared VM
+the hypervisor's steal comes and goes, so one run each can favour either side. The report gives per job
+the median time over the rounds and the median of the per-round ratios (SpTGNN's time over XGBoost's in
+the same round), with their range.
+
+    python training/benchmarks/maps.py --threads 2 --repeats 3,1 --out training/reports/bench_maps.md
 """
 
 from __future__ import annotations
@@ -271,21 +276,42 @@ def measure(mode: str, cells: int, folder: Path, threads: int) -> dict:
     return {**json.loads(result.stdout.strip().splitlines()[-1]), "steal_pct": stolen}
 
 
+def _rounds(results: list[dict], mode: str, scale: int) -> list[dict]:
+    return sorted((r for r in results if r["mode"] == mode and r["scale"] == scale), key=lambda r: r["round"])
+
+
+def _ratios(results: list[dict], mode: str, baseline: str, scale: int) -> np.ndarray:
+    """``mode``'s time over ``baseline``'s, round by round."""
+    pairs = zip(_rounds(results, mode, scale), _rounds(results, baseline, scale), strict=True)
+    return np.array([r["seconds"] / b["seconds"] for r, b in pairs])
+
+
+def _spread(values: np.ndarray, digits: int) -> str:
+    """The median, with the range when the values differ."""
+    low, high = f"{values.min():.{digits}f}", f"{values.max():.{digits}f}"
+    text = f"{np.median(values):.{digits}f}"
+    return text if low == high else f"{text} ({low}-{high})"
+
+
 def report(results: list[dict], threads: int, command: str, load: float) -> str:
-    by = {(r["mode"], r["scale"]): r for r in results}
     scales = sorted({r["scale"] for r in results})
+    rounds = {scale: len(_rounds(results, "io", scale)) for scale in scales}
     lines = [
         "# Map prediction benchmark",
         "",
         f"Command: `{command}`. Machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; threads: {threads} (torch, XGBoost, GDAL); load average at start "
-        f"{load:.1f} (other jobs on the same cores slow every row alike). One run each, every "
-        "measurement in its own process. Peak memory: the largest of the process's peak RSS and, sampled "
+        f"{load:.1f} (other jobs on the same cores slow every row alike). Rounds: "
+        + ", ".join(f"{rounds[scale]} at {scale:,} cells" for scale in scales)
+        + "; a round runs every job once, in turn, each in its own process. Seconds: the median over the "
+        "rounds (range); x XGBoost and x I/O floor: the median of the ratios within a round (range). "
+        "Peak memory: the largest over the rounds of the process's peak RSS and, sampled "
         "every 0.1 s, its RSS plus the private memory of its child processes (the SpTGNN job's window "
         "processes). Covariates: the nine La Libertad "
         "terrain rasters resampled to the grid (tiled GeoTIFFs); models trained in the same run on the 118 "
         "La Libertad SOC stocks. Windows of 512 x 512 cells. CPU steal: the share of the CPUs' time the "
-        "hypervisor gave to other machines while the row ran (from /proc/stat; it slows that row).",
+        "hypervisor gave to other machines while the job ran (from /proc/stat; it slows that job), the "
+        "mean over the rounds.",
         "",
         "| cells | job | seconds | cells / s | peak memory MiB | x XGBoost | x I/O floor | CPU steal % |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
@@ -296,29 +322,35 @@ def report(results: list[dict], threads: int, command: str, load: float) -> str:
         "sptgnn": "SpTGNN 5 members",
         "sptgnn_threads": "SpTGNN 5 members, windows on threads",
     }
+    summary = {}  # (mode, scale) -> cells, median seconds, median peak
     for scale in scales:
-        floor, xgb = by[("io", scale)]["seconds"], by[("xgboost", scale)]["seconds"]
         for mode in MODES:
-            r = by[(mode, scale)]
+            runs = _rounds(results, mode, scale)
+            seconds = np.array([r["seconds"] for r in runs])
+            cells = runs[0]["cells"]
+            peaks = [r["peak_mib"] for r in runs]
+            summary[(mode, scale)] = (cells, float(np.median(seconds)), float(np.median(peaks)))
             lines.append(
-                f"| {r['cells']:,} | {names[mode]} | {r['seconds']:.1f} | {r['cells'] / r['seconds']:,.0f} | "
-                f"{r['peak_mib']:.0f} | {r['seconds'] / xgb:.2f} | {r['seconds'] / floor:.2f} | "
-                f"{r['steal_pct']:.0f} |"
+                f"| {cells:,} | {names[mode]} | {_spread(seconds, 1)} | {cells / np.median(seconds):,.0f} | "
+                f"{max(peaks):.0f} | {_spread(_ratios(results, mode, 'xgboost', scale), 2)} | "
+                f"{_spread(_ratios(results, mode, 'io', scale), 2)} | "
+                f"{np.mean([r['steal_pct'] for r in runs]):.0f} |"
             )
     lines.append("")
     for mode in ("sptgnn", "sptgnn_threads"):
-        one, ten = by[(mode, scales[0])], by[(mode, scales[-1])]
+        (cells_one, seconds_one, peak_one) = summary[(mode, scales[0])]
+        (cells_ten, seconds_ten, peak_ten) = summary[(mode, scales[-1])]
         if len(scales) > 1:
             lines.append(
-                f"- {names[mode]}, from {one['cells']:,} to {ten['cells']:,} cells "
-                f"({ten['cells'] / one['cells']:.1f} x the cells): time x "
-                f"{ten['seconds'] / one['seconds']:.2f}, "
-                f"peak memory x {ten['peak_mib'] / one['peak_mib']:.2f}."
+                f"- {names[mode]}, from {cells_one:,} to {cells_ten:,} cells "
+                f"({cells_ten / cells_one:.1f} x the cells): time x {seconds_ten / seconds_one:.2f} "
+                f"(medians), peak memory x {peak_ten / peak_one:.2f} (medians over the rounds)."
             )
+        last = _rounds(results, mode, scales[-1])[-1]
         lines.append(
-            f"- {names[mode]}, {ten['cells']:,} cells: peak memory over the first quarter of the run "
-            f"{ten['peak_first_quarter_mib']:.0f} MiB, over the last quarter (from 3/4 of the windows to the "
-            f"end) {ten['peak_last_quarter_mib']:.0f} MiB (samples every 0.1 s)."
+            f"- {names[mode]}, {cells_ten:,} cells (last round): peak memory over the first quarter of the "
+            f"run {last['peak_first_quarter_mib']:.0f} MiB, over the last quarter (from 3/4 of the windows "
+            f"to the end) {last['peak_last_quarter_mib']:.0f} MiB (samples every 0.1 s)."
         )
     return "\n".join(lines) + "\n"
 
@@ -327,6 +359,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--scales", default="1000000,10000000", help="cell counts, comma-separated")
+    parser.add_argument(
+        "--repeats", default="3,1", help="rounds of every job at each scale, comma-separated (as --scales)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "training" / "reports" / "bench_maps.md")
     parser.add_argument(
         "--scratch", type=Path, help="folder for rasters and models (default: a temporary one)"
@@ -340,18 +375,23 @@ def main() -> None:
 
     from soilcarbon_core.io.atomic import atomic_output
 
+    scales = [int(float(value)) for value in args.scales.split(",")]
+    repeats = [int(value) for value in args.repeats.split(",")]
+    if len(repeats) != len(scales) or min(repeats) < 1:
+        parser.error(f"--repeats: one count of 1 or more per scale ({len(scales)}), got {args.repeats!r}")
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as temporary:
         folder = args.scratch or Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
         train_models(folder, args.threads)
         results = []
-        for scale in (int(float(s)) for s in args.scales.split(",")):
+        for scale, rounds in zip(scales, repeats, strict=True):
             upsampled_rasters(folder, scale)
-            for mode in MODES:
-                result = {**measure(mode, scale, folder, args.threads), "scale": scale}
-                print(json.dumps(result), flush=True)
-                results.append(result)
+            for round_ in range(rounds):
+                for mode in MODES:
+                    result = {**measure(mode, scale, folder, args.threads), "scale": scale, "round": round_}
+                    print(json.dumps(result), flush=True)
+                    results.append(result)
     command = "python training/benchmarks/maps.py " + " ".join(sys.argv[1:])
     with atomic_output(args.out) as partial:
         partial.write_text(report(results, args.threads, command, load))
