@@ -97,6 +97,8 @@ def select(
         exclude_self: the query points are the tree's own points in the same order, and a node is never
             its own neighbour. Other nodes at distance 0 (duplicates) are legitimate neighbours.
         order: the order to query the points in (for locality); results are the same in any order.
+            None: the tree's leaf order of the points (:func:`locality_order`), unless the search sorts
+            every distance (:func:`searches_exhaustively`), which gains nothing from it.
         progress: called with the fraction of points done; may raise ``Cancelled``.
         timings: if given, seconds spent are added under "search" and under each selector's name.
 
@@ -114,9 +116,12 @@ def select(
     bounds = [s.bound for s in selectors]
     # The tree prunes with a slightly larger bound; each selector applies its own exact bound after.
     upper = np.inf if None in bounds else max(bounds) * (1 + 1e-9) + 1e-9
-    order = np.arange(n) if order is None else order
-    step = max(1024, _CHUNK_ENTRIES // query_k)
     timings = {} if timings is None else timings
+    if order is None:
+        began = time.perf_counter()
+        order = np.arange(n) if searches_exhaustively(search, query_k) else locality_order(points)
+        _add(timings, "search", began)
+    step = max(1024, _CHUNK_ENTRIES // query_k)
     for start in range(0, n, step):
         rows = order[start : start + step]
         began = time.perf_counter()
@@ -148,15 +153,21 @@ def select(
     return tables
 
 
+def searches_exhaustively(search: cKDTree, k: int) -> bool:
+    """Whether a query for k neighbours sorts the distances to every point of ``search`` instead of
+    walking the tree: when k is at least half of its points, which leaves the tree nothing to prune."""
+    return 2 * k >= search.n
+
+
 def _query(search: cKDTree, points: np.ndarray, k: int, upper: float) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest tree points of each of ``(r, d)`` points as ``cKDTree.query`` gives them: distances
     and indices ``(r, k)``, in order of distance, ``inf`` and ``search.n`` where none lies within ``upper``.
 
-    When k is at least half the tree's points the tree cannot prune, and sorting each query's distances to
-    every point is faster than its heap (x1.8 for k = 64 of 118 points in 2-D on one thread, the same
+    When the search is exhaustive (:func:`searches_exhaustively`), sorting each query's distances to
+    every point is faster than the tree's heap (x1.8 for k = 64 of 118 points in 2-D on one thread, the same
     neighbours); ties are then in any order, as the tree's.
     """
-    if 2 * k < search.n:
+    if not searches_exhaustively(search, k):
         dist, idx = search.query(points, k=k, distance_upper_bound=upper, workers=_workers)
         return dist.reshape(points.shape[0], k), idx.reshape(points.shape[0], k)
     squared = np.zeros((points.shape[0], search.n))

@@ -273,20 +273,17 @@ class ReferenceGraph:
         tables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for index, (search, ids, queries, selectors) in enumerate(groups):
             timings: dict[str, float] = {}
-            began = time.perf_counter()
-            order = search.indices if itself else neighbours.locality_order(queries)
-            timings["search"] = time.perf_counter() - began
             found = neighbours.select(
                 search,
                 queries,
                 selectors,
                 exclude_self=itself,
-                order=order,
+                order=search.indices if itself else None,
                 progress=scaled(progress, index / len(groups), (index + 1) / len(groups)),
                 timings=timings,
             )
             label = "search " + "+".join(s.name for s in selectors)
-            spent[label] = spent.get(label, 0.0) + timings.pop("search")
+            spent[label] = spent.get(label, 0.0) + timings.pop("search", 0.0)
             for selector, local in zip(selectors, found, strict=True):
                 ref_ids = origins[selector.name]
                 tables[selector.name] = (ids, np.where(local >= 0, ref_ids[local], -1))
