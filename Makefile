@@ -93,6 +93,7 @@ bench: setup
 	  $(CORE_RUN) training/benchmarks/sampling.py --out training/reports/bench_sampling.md
 	$(CORE_RUN) training/benchmarks/graph.py --threads 2 --out training/reports/bench_graph.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/ensemble.py --threads 2 --repeats 5 --out training/reports/bench_ensemble.md
+	$(CORE_RUN) training/benchmarks/query_path.py --out training/reports/bench_query_path.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/training_step.py --threads 2 --out training/reports/bench_training_step.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery.py --threads 2 --out training/reports/bench_imagery.md
 	$(CORE_RUN) training/benchmarks/maps.py --threads 2 --repeats 3,1 --out training/reports/bench_maps.md

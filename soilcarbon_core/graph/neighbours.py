@@ -164,8 +164,8 @@ def _query(search: cKDTree, points: np.ndarray, k: int, upper: float) -> tuple[n
     and indices ``(r, k)``, in order of distance, ``inf`` and ``search.n`` where none lies within ``upper``.
 
     When the search is exhaustive (:func:`searches_exhaustively`), sorting each query's distances to
-    every point is faster than the tree's heap (x1.8 for k = 64 of 118 points in 2-D on one thread, the same
-    neighbours); ties are then in any order, as the tree's.
+    every point is faster than the tree's heap (x2.5 for k = 64 of 118 points in 2-D on one thread, the same
+    neighbours: training/reports/bench_query_path.md); ties are then in any order, as the tree's.
     """
     if not searches_exhaustively(search, k):
         dist, idx = search.query(points, k=k, distance_upper_bound=upper, workers=_workers)

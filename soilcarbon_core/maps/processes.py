@@ -154,8 +154,10 @@ def _keep_freed_memory(libc: ctypes.CDLL) -> None:
     """Make glibc's malloc keep what the window frees, for its next buffers: every buffer up to 32 MiB
     from the heap instead of a fresh mapping, and no heap trimmed back to the system.
 
-    A fresh mapping costs a page fault per 4 KiB page the window touches (135,000 for a 512 x 512
-    window, 38,000 with these settings: 4.0 against 3.8 s on one thread, medians of four). In a
+    A fresh mapping costs a page fault per 4 KiB page the window touches (135,000 for one 512 x 512
+    window of the map benchmark, 38,000 with these settings: 4.0 against 3.8 s on one thread, medians
+    of four, in a throw-away run; the map benchmark cannot resolve the 5 % and the network alone shows
+    no difference). In a
     long-lived process these settings would let the heaps grow window after window; a window process
     exits after one window, which hands everything back. Not glibc (no mallopt): nothing changes.
     """

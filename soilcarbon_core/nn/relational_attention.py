@@ -149,7 +149,8 @@ class RelationalAttention(nn.Module):
             values, source_score = projected[relation].split([self.dim, heads], -1)
             num_source = values.shape[1]
             # Scores as (M, H, K, Q): with the long query axis innermost the softmax over the K slots
-            # vectorises across queries (about 18x faster on CPU than over rows of K contiguous slots).
+            # vectorises across queries: about 15x faster on CPU than over rows of K contiguous slots, the
+            # copy back to rows included (training/reports/bench_query_path.md).
             # gather, not index_select: several times faster along the last dimension on CPU.
             by_head = source_score.transpose(1, 2).reshape(members * heads, num_source)
             scores = torch.gather(by_head, 1, sources.t().flatten().expand(members * heads, -1))

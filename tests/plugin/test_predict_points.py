@@ -41,7 +41,7 @@ def core_predictions(model: Path) -> dict[str, list[float]]:
     """Sample ID -> [mean, total sd] from ``soilcarbon_core.prediction`` itself, run in the core env."""
     python, _ = core_python()
     script = f"""
-import json, sys
+import json
 from pathlib import Path
 from soilcarbon_core.io.points import read_points
 from soilcarbon_core.io.rasters import RasterSource
@@ -87,6 +87,7 @@ def test_points_get_calibrated_predictions_and_a_styled_sidecar(
         # Invariants of the ensemble's decomposition and the interval around the mean.
         assert total == pytest.approx(math.hypot(alea, epi), rel=1e-4)
         assert low < mean < high
+        assert 20 < mean < 150  # trained on SOC stocks of 20-110 t/ha
         # Each point keeps its own prediction: the core's, for the same model, points and rasters.
         assert [mean, total] == pytest.approx(core[feature["ID"]], rel=1e-5)
 
