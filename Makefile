@@ -96,6 +96,7 @@ bench: setup
 	$(CORE_RUN) training/benchmarks/query_path.py --out training/reports/bench_query_path.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/training_step.py --threads 2 --out training/reports/bench_training_step.md
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery.py --threads 2 --out training/reports/bench_imagery.md
+	$(CORE_RUN) training/benchmarks/map_windows.py --rounds 3 --out training/reports/bench_map_windows.md
 	$(CORE_RUN) training/benchmarks/maps.py --threads 2 --repeats 3,1 --out training/reports/bench_maps.md
 
 # Simulate, calibrate, pre-train and fine-tune KG-FGNN, write the shipped GHG model (about 10 minutes).

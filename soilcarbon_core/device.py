@@ -30,12 +30,15 @@ def resolve_device(name: str = "auto"):
 
 @contextmanager
 def one_thread_each() -> Iterator[None]:
-    """Torch's and the KD-tree's work on one thread each inside the block, restored after.
+    """Torch's, numpy's BLAS and the KD-tree's work on one thread each inside the block, restored after.
 
-    For work split into tasks that run on parallel threads, one core per task: torch's intra-op
-    threads (and the KD-tree's workers) of several tasks would otherwise contend for the same cores,
-    which slows OpenMP down several times over."""
+    For work split into tasks that run on parallel threads (or forked processes), one core per task:
+    the intra-op threads of several tasks would otherwise contend for the same cores. OpenMP slows down
+    several times over; OpenBLAS (numpy's matrix products) keeps its idle threads spinning for a while
+    after every product, so on a 2-core machine two map windows side by side each ran 1.5 x slower than
+    one alone (docs/maps.md)."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     from soilcarbon_core.graph import neighbours
 
@@ -43,7 +46,8 @@ def one_thread_each() -> Iterator[None]:
     workers = neighbours.set_workers(1)
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(threads)
         neighbours.set_workers(workers)

@@ -1,17 +1,21 @@
-"""Windows of a map computed in short-lived forked processes, one window each, handed back in order.
+"""Windows of a map computed in short-lived forked processes, a few windows each, handed back in order.
 
 Why processes and not threads (:mod:`soilcarbon_core.maps.parallel`): a window's temporaries (the
 network's chunks, the neighbour searches) leave holes in glibc's malloc heaps that stay resident, so a
 long-running process grows window after window (``docs/maps.md``, "Why windows run in processes"). A
-process that computes one window and exits hands all of its memory back, so the map's peak memory is
-that of the parent plus ``workers`` windows, whatever the number of windows.
+process that computes a few windows and exits hands all of its memory back, so the map's peak memory is
+that of the parent plus ``workers`` such processes, whatever the number of windows. Why a few and not
+one: a fresh process pays a page fault for every page its first window's buffers touch (about 38,000 for
+a 512 x 512 window, 0.5 s of its 3.6 s), its next windows reuse them (``map_windows.py`` benchmark);
+its heap grows little after the first window (44 MB over 8 windows of the map benchmark).
 
 The children are forked from the caller (``os.fork``), so they share, copy-on-write, everything the
-caller computed before: the model and its reference states (computed once, in the caller). A child runs
-``work(item, report)``, writes its progress into a shared page and sends the result (a numpy array) back
-through a pipe as raw bytes with a JSON header; an error goes back as its class name, message and hint,
-and is raised again in the caller (an unexpected one with the child's traceback). Then it leaves with
-``os._exit``: no exit handlers, no flushing of buffers it inherited.
+caller computed before: the model and its reference states (computed once, in the caller). A child is
+sent the index of an item through a pipe, runs ``work(item, report)``, writes its progress into a shared
+page and sends the result (a numpy array) back through another pipe as raw bytes with a JSON header; an
+error goes back as its class name, message and hint, and is raised again in the caller (an unexpected
+one with the child's traceback). After its quota of items, an error, or when told there are no more, it
+leaves with ``os._exit``: no exit handlers, no flushing of buffers it inherited.
 
 Why ``os.fork`` and not :mod:`multiprocessing`: a forked child has only the forking thread, and a lock
 another thread held at the fork stays held in the child for ever. ``multiprocessing`` starts its children
@@ -37,6 +41,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
 from multiprocessing.connection import Connection, wait
 from typing import TypeVar
 
@@ -48,6 +53,8 @@ from soilcarbon_core.progress import ProgressCallback
 
 Item = TypeVar("Item")
 
+#: Windows a map's window process computes before it leaves (see the module's docstring).
+WINDOWS_PER_PROCESS = 8
 #: Seconds between progress reports while waiting for a window.
 POLL_S = 0.25
 #: prctl option: the signal a process gets when its parent dies (linux/prctl.h).
@@ -69,34 +76,58 @@ class WindowProcessError(errors.SoilCarbonError):
     code = "window_process"
 
 
-class _Child:
-    """One forked process computing one item, and the read end of its pipe."""
+class _Worker:
+    """One forked process computing items one after another, up to ``quota`` of them, and its pipes."""
 
-    def __init__(self, work: Callable, item, slot: int, fractions: np.ndarray) -> None:
-        self.slot = slot
-        fractions[slot] = 0.0
-        read_end, write_end = os.pipe()
+    def __init__(self, work: Callable, items: Sequence, slot: int, fractions: np.ndarray, quota: int) -> None:
+        self.slot, self.quota, self.served = slot, quota, 0
+        self.item: int | None = None  # the index of the item under way
+        command_read, command_write = os.pipe()
+        result_read, result_write = os.pipe()
         parent = os.getpid()
         try:
             self.pid = os.fork()
         except OSError:
-            os.close(read_end)
-            os.close(write_end)
+            for end in (command_read, command_write, result_read, result_write):
+                os.close(end)
             raise
         if self.pid == 0:  # the child: never returns
-            os.close(read_end)
-            _run(work, item, Connection(write_end, readable=False), slot, fractions, parent)
-        os.close(write_end)
-        self.reader = Connection(read_end, writable=False)
+            os.close(command_write)
+            os.close(result_read)
+            commands = Connection(command_read, writable=False)
+            _serve(
+                work,
+                items,
+                commands,
+                Connection(result_write, readable=False),
+                slot,
+                fractions,
+                parent,
+                quota,
+            )
+        os.close(command_read)
+        os.close(result_write)
+        self.commands = Connection(command_write, readable=False)
+        self.reader = Connection(result_read, writable=False)
         self.exit_code: int | None = None
 
+    @property
+    def idle(self) -> bool:
+        """Waiting for an item, and allowed another."""
+        return self.item is None and self.served < self.quota
+
+    def start(self, index: int, fractions: np.ndarray) -> None:
+        fractions[self.slot] = 0.0
+        self.item = index
+        self.commands.send_bytes(str(index).encode())
+
     def result(self) -> np.ndarray:
-        """The child's result (it has sent something or died); raises the child's error."""
+        """The result of the item under way (the child has sent something or died); raises the child's
+        error. A child that has served its quota leaves, and is reaped here."""
         try:
             header = json.loads(self.reader.recv_bytes())
             if "error" not in header:
                 data = self.reader.recv_bytes()
-                return np.frombuffer(data, dtype=header["dtype"]).reshape(header["shape"])
         except EOFError:
             self.stop(kill=False)
             raise WindowProcessError(
@@ -104,23 +135,41 @@ class _Child:
                 "-9 means it was killed, for instance by the system when memory ran out).",
                 "Use a smaller --window-size, or fewer threads.",
             ) from None
-        finally:
+        if "error" in header:
+            self.stop()
+            raise _rebuilt(header)
+        self.item, self.served = None, self.served + 1
+        if self.served == self.quota:
             self.stop(kill=False)
-        raise _rebuilt(header)
+        return np.frombuffer(data, dtype=header["dtype"]).reshape(header["shape"])
 
     def stop(self, kill: bool = True) -> None:
-        """Wait for the child to end (it has sent its result), or kill it first; then reap it."""
+        """Kill the child, or let it leave (it has sent its last result, or is told to now); reap it."""
         if self.exit_code is not None:
             return
         if kill:
             os.kill(self.pid, signal.SIGKILL)
+        elif self.idle:
+            with suppress(BrokenPipeError):
+                self.commands.send_bytes(b"")  # no more items
         _, status = os.waitpid(self.pid, 0)
         self.exit_code = os.waitstatus_to_exitcode(status)
         self.reader.close()
+        self.commands.close()
 
 
-def _run(work: Callable, item, writer: Connection, slot: int, fractions: np.ndarray, parent: int) -> None:
-    """The child's body: compute the item, send the result or the error, and leave."""
+def _serve(
+    work: Callable,
+    items: Sequence,
+    commands: Connection,
+    writer: Connection,
+    slot: int,
+    fractions: np.ndarray,
+    parent: int,
+    quota: int,
+) -> None:
+    """The child's body: compute the items it is sent (their indices), at most ``quota``, sending each
+    result, or the first error; then leave."""
     code = 1
     try:
         # Die with the caller, even when it is killed outright: an orphan would go on computing its window
@@ -134,16 +183,20 @@ def _run(work: Callable, item, writer: Connection, slot: int, fractions: np.ndar
         def report(fraction: float, message: str = "") -> None:
             fractions[slot] = fraction
 
-        try:
-            # GDAL's thread pool (GDAL_NUM_THREADS), if the caller made one, has no threads here: a read
-            # that used it would wait forever. The child runs on one core anyway.
-            with rasterio.Env(GDAL_NUM_THREADS="1"):
-                result = np.ascontiguousarray(work(item, report))
-        except BaseException as error:  # noqa: BLE001 - everything goes back to the caller, who raises it
-            writer.send_bytes(json.dumps(_described(error)).encode())
-        else:
-            writer.send_bytes(json.dumps({"dtype": result.dtype.str, "shape": result.shape}).encode())
-            writer.send_bytes(result.data)
+        # GDAL's thread pool (GDAL_NUM_THREADS), if the caller made one, has no threads here: a read that
+        # used it would wait forever. The child runs on one core anyway.
+        with rasterio.Env(GDAL_NUM_THREADS="1"):
+            for _ in range(quota):
+                command = commands.recv_bytes()
+                if not command:
+                    break
+                try:
+                    result = np.ascontiguousarray(work(items[int(command)], report))
+                except BaseException as error:  # noqa: BLE001 - everything goes back to the caller, who raises it
+                    writer.send_bytes(json.dumps(_described(error)).encode())
+                    break
+                writer.send_bytes(json.dumps({"dtype": result.dtype.str, "shape": result.shape}).encode())
+                writer.send_bytes(result.data)
         writer.close()
         code = 0
     finally:
@@ -157,9 +210,10 @@ def _keep_freed_memory(libc: ctypes.CDLL) -> None:
     A fresh mapping costs a page fault per 4 KiB page the window touches (135,000 for one 512 x 512
     window of the map benchmark, 38,000 with these settings: 4.0 against 3.8 s on one thread, medians
     of four, in a throw-away run; the map benchmark cannot resolve the 5 % and the network alone shows
-    no difference). In a
-    long-lived process these settings would let the heaps grow window after window; a window process
-    exits after one window, which hands everything back. Not glibc (no mallopt): nothing changes.
+    no difference). With them, the windows after a process's first reuse its pages: about 3,500 faults
+    each (``map_windows.py``). In a long-lived process the heaps could still creep window after window;
+    a window process leaves after a few windows, which hands everything back. Not glibc (no mallopt):
+    nothing changes.
     """
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is not None:
@@ -188,9 +242,10 @@ def ordered_in_processes(
     workers: int,
     progress: ProgressCallback,
     describe: Callable[[int], str],
+    items_per_process: int = WINDOWS_PER_PROCESS,
 ) -> Iterator[tuple[Item, np.ndarray]]:
-    """Yield ``(item, work(item, report))`` for every item, in order, each computed in a forked process
-    of its own, up to ``workers`` at once.
+    """Yield ``(item, work(item, report))`` for every item, in order, computed in forked processes, up to
+    ``workers`` at once, each computing up to ``items_per_process`` items one after another, then leaving.
 
     ``work`` must return a numpy array; ``report`` is the item's own progress callback (a fraction of that
     item). ``describe(n)`` is the message while the n-th item is awaited. Close the generator
@@ -198,24 +253,35 @@ def ordered_in_processes(
     shared = mmap.mmap(-1, 8 * workers)  # anonymous and shared with the children: each writes its slot
     fractions = np.frombuffer(shared, dtype=np.float64)
     total = len(items)
-    running: dict[int, _Child] = {}
+    pool: list[_Worker] = []
+    running: dict[int, _Worker] = {}
     finished: dict[int, np.ndarray] = {}
     started = 0
     try:
         for n in range(total):
             while True:  # a report for every item, even one finished already (a cancel is taken there)
-                free = sorted(set(range(workers)) - {child.slot for child in running.values()})
-                while free and started < total and started - n < 2 * workers:
-                    running[started] = _Child(work, items[started], free.pop(0), fractions)
+                while started < total and started - n < 2 * workers:
+                    worker = next((worker for worker in pool if worker.idle), None)
+                    if worker is None and len(pool) < workers:
+                        slot = min(set(range(workers)) - {worker.slot for worker in pool})
+                        worker = _Worker(work, items, slot, fractions, items_per_process)
+                        pool.append(worker)
+                    if worker is None:
+                        break
+                    worker.start(started, fractions)
+                    running[started] = worker
                     started += 1
-                under_way = float(sum(fractions[child.slot] for child in running.values()))
+                under_way = float(sum(fractions[worker.slot] for worker in running.values()))
                 progress((n + len(finished) + under_way) / total, describe(n))
                 if n in finished:
                     break
-                ready = wait([child.reader for child in running.values()], timeout=POLL_S)
-                for index in [index for index, child in running.items() if child.reader in ready]:
-                    finished[index] = running.pop(index).result()
+                ready = wait([worker.reader for worker in running.values()], timeout=POLL_S)
+                for index in [index for index, worker in running.items() if worker.reader in ready]:
+                    worker = running.pop(index)
+                    finished[index] = worker.result()
+                    if worker.exit_code is not None:  # it has served its quota
+                        pool.remove(worker)
             yield items[n], finished.pop(n)
     finally:
-        for child in running.values():
-            child.stop()
+        for worker in pool:
+            worker.stop(kill=worker.item is not None)

@@ -26,7 +26,7 @@ def _quiet(fraction: float, message: str = "") -> None:
     pass
 
 
-def test_each_item_runs_in_a_process_of_its_own_and_results_come_back_in_order():
+def test_with_one_item_a_process_each_item_runs_in_its_own_and_results_come_back_in_order():
     # Items 0 and 1 must be under way together to pass the barrier; item 0 then finishes last.
     barrier = multiprocessing.get_context("fork").Barrier(2, timeout=20)
 
@@ -38,12 +38,41 @@ def test_each_item_runs_in_a_process_of_its_own_and_results_come_back_in_order()
         return np.array([os.getpid(), item * item])
 
     messages = set()
-    results = list(ordered_in_processes(list(range(5)), work, 2, lambda f, m="": messages.add(m), _describe))
+    results = list(
+        ordered_in_processes(list(range(5)), work, 2, lambda f, m="": messages.add(m), _describe, 1)
+    )
     assert [item for item, _ in results] == list(range(5))
     assert messages == {f"item {n}" for n in range(5)}  # every item reported, even one finished early
     assert [int(r[1]) for _, r in results] == [n * n for n in range(5)]
     pids = {int(r[0]) for _, r in results}
     assert len(pids) == 5 and os.getpid() not in pids
+
+
+def test_a_process_computes_up_to_its_quota_of_items_then_leaves_and_all_are_reaped():
+    def work(item: int, report) -> np.ndarray:
+        return np.array([os.getpid(), item])
+
+    results = list(ordered_in_processes(list(range(7)), work, 2, _quiet, _describe, items_per_process=3))
+    assert [int(r[1]) for _, r in results] == list(range(7))
+    served = np.unique([int(r[0]) for _, r in results], return_counts=True)[1]
+    # 7 items, 2 at a time, 3 a process: at least 3 processes, none serving more than 3.
+    assert len(served) >= 3 and served.max() == 3 and served.sum() == 7
+    for pid in {int(r[0]) for _, r in results}:  # every process has left and been reaped
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_process_that_served_an_item_runs_the_next_without_new_page_faults():
+    """What a process's later windows gain: the pages its first one faulted in (with the malloc settings
+    of :func:`test_a_window_process_reuses_the_memory_it_freed`)."""
+
+    def work(item: int, report) -> np.ndarray:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        np.ones(2 << 20)  # 16 MiB of float64, written, then freed
+        return np.array([resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before])
+
+    faults = [int(r[0]) for _, r in ordered_in_processes([0, 1], work, 1, _quiet, _describe, 2)]
+    assert faults[0] > 100 and faults[1] * 10 < faults[0]  # about 570 then 0
 
 
 def test_a_childs_progress_reaches_the_callers_progress_on_the_calling_thread():
