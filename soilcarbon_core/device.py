@@ -35,8 +35,8 @@ def one_thread_each() -> Iterator[None]:
     For work split into tasks that run on parallel threads (or forked processes), one core per task:
     the intra-op threads of several tasks would otherwise contend for the same cores. OpenMP slows down
     several times over; OpenBLAS (numpy's matrix products) keeps its idle threads spinning for a while
-    after every product, so on a 2-core machine two map windows side by side each ran 1.5 x slower than
-    one alone (docs/maps.md)."""
+    after every product, so on a 2-core machine two map windows side by side each took 4.85 s instead of
+    4.08 s (training/reports/bench_map_windows.md)."""
     import torch
     from threadpoolctl import threadpool_limits
 

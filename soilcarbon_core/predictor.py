@@ -37,7 +37,7 @@ _ATTACH_PART = 16_384
 #: fragment the threads' malloc arenas, which then settle higher the more windows a map has: at 4,096 a
 #: 10-million-cell map's peak was 1.25 x a 1-million-cell one's, at 2,048 1.13 x; 1,024 kept it flat and,
 #: since windows run in processes on one BLAS thread each, is as fast as 2,048
-#: (training/reports/bench_map_windows.md; docs/maps.md).
+#: within the noise (training/reports/bench_map_windows.md; docs/maps.md).
 _CPU_CHUNK = 1024
 #: On a GPU: the chunk size it had before (the heap's growth is a CPU matter; not measured on a GPU).
 _GPU_CHUNK = 4096

@@ -5,9 +5,9 @@ network's chunks, the neighbour searches) leave holes in glibc's malloc heaps th
 long-running process grows window after window (``docs/maps.md``, "Why windows run in processes"). A
 process that computes a few windows and exits hands all of its memory back, so the map's peak memory is
 that of the parent plus ``workers`` such processes, whatever the number of windows. Why a few and not
-one: a fresh process pays a page fault for every page its first window's buffers touch (about 38,000 for
-a 512 x 512 window, 0.5 s of its 3.6 s), its next windows reuse them (``map_windows.py`` benchmark);
-its heap grows little after the first window (44 MB over 8 windows of the map benchmark).
+one: a fresh process pays a page fault for every page its first window's buffers touch (about 40,000 for
+a 512 x 512 window), its next windows reuse them (about 5,000 faults, 5 % faster), and its resident
+memory rises by a few tens of MB over its windows (``training/reports/bench_map_windows.md``).
 
 The children are forked from the caller (``os.fork``), so they share, copy-on-write, everything the
 caller computed before: the model and its reference states (computed once, in the caller). A child is
@@ -210,10 +210,10 @@ def _keep_freed_memory(libc: ctypes.CDLL) -> None:
     A fresh mapping costs a page fault per 4 KiB page the window touches (135,000 for one 512 x 512
     window of the map benchmark, 38,000 with these settings: 4.0 against 3.8 s on one thread, medians
     of four, in a throw-away run; the map benchmark cannot resolve the 5 % and the network alone shows
-    no difference). With them, the windows after a process's first reuse its pages: about 3,500 faults
-    each (``map_windows.py``). In a long-lived process the heaps could still creep window after window;
-    a window process leaves after a few windows, which hands everything back. Not glibc (no mallopt):
-    nothing changes.
+    no difference). With them, the windows after a process's first reuse its pages: about 5,000
+    faults each (``training/reports/bench_map_windows.md``). In a long-lived process the heaps could
+    still creep window after window; a window process leaves after a few windows, which hands
+    everything back. Not glibc (no mallopt): nothing changes.
     """
     mallopt = getattr(libc, "mallopt", None)
     if mallopt is not None:
