@@ -80,7 +80,7 @@ class _Worker:
     """One forked process computing items one after another, up to ``quota`` of them, and its pipes."""
 
     def __init__(self, work: Callable, items: Sequence, slot: int, fractions: np.ndarray, quota: int) -> None:
-        self.slot, self.quota, self.served = slot, quota, 0
+        self.slot, self.fractions, self.quota, self.served = slot, fractions, quota, 0
         self.item: int | None = None  # the index of the item under way
         command_read, command_write = os.pipe()
         result_read, result_write = os.pipe()
@@ -116,8 +116,8 @@ class _Worker:
         """Waiting for an item, and allowed another."""
         return self.item is None and self.served < self.quota
 
-    def start(self, index: int, fractions: np.ndarray) -> None:
-        fractions[self.slot] = 0.0
+    def start(self, index: int) -> None:
+        self.fractions[self.slot] = 0.0
         self.item = index
         self.commands.send_bytes(str(index).encode())
 
@@ -268,7 +268,7 @@ def ordered_in_processes(
                         pool.append(worker)
                     if worker is None:
                         break
-                    worker.start(started, fractions)
+                    worker.start(started)
                     running[started] = worker
                     started += 1
                 under_way = float(sum(fractions[worker.slot] for worker in running.values()))
