@@ -3,7 +3,7 @@
     python training/benchmarks/map_windows.py --out training/reports/bench_map_windows.md
 
 A 512 x 512 window of the 1-million-cell map benchmark, eight times over (``maps.py``: the same rasters and
-model, made in ``--scratch`` if missing), each the work of a map window (read, attach, network,
+model, made in ``--scratch`` or a temporary folder), each the work of a map window (read, attach, network,
 calibrate), computed as ``predict_grid`` computes them: in forked window processes
 (:func:`soilcarbon_core.maps.processes.ordered_in_processes`), two at once on 2 cores, one core each.
 Settings, in rounds (each round every setting once):
@@ -27,6 +27,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -124,23 +125,32 @@ def process_figures(rounds: list[np.ndarray]) -> dict[str, float]:
     return figures
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "training" / "reports" / "bench_map_windows.md")
-    parser.add_argument("--scratch", type=Path, default=Path("/tmp/soilcarbon-bench-maps"))
-    parser.add_argument("--rounds", type=int, default=3)
-    args = parser.parse_args(argv)
-    args.scratch.mkdir(parents=True, exist_ok=True)
-    work = window_work(args.scratch, 2)
+def measure_settings(work, rounds: int) -> tuple[dict[str, list[float]], dict[str, list[np.ndarray]]]:
+    """Every setting once per round: its wall seconds and its windows' ``work`` results."""
     torch.set_num_threads(1)
     neighbours.set_workers(1)
     walls: dict[str, list[float]] = {name: [] for name, *_ in SETTINGS}
     windows: dict[str, list[np.ndarray]] = {name: [] for name, *_ in SETTINGS}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for name, blas_threads, chunk, per_process in SETTINGS:
             wall, found = run_windows(work, blas_threads, chunk, per_process)
             walls[name].append(wall)
             windows[name].append(found)
+    return walls, windows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "training" / "reports" / "bench_map_windows.md")
+    parser.add_argument(
+        "--scratch", type=Path, help="folder for rasters and models (default: a temporary one)"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as temporary:
+        scratch = args.scratch or Path(temporary)
+        scratch.mkdir(parents=True, exist_ok=True)
+        walls, windows = measure_settings(window_work(scratch, 2), args.rounds)
     baseline = float(np.median(walls[SETTINGS[0][0]]))
     command = " ".join(
         ["python training/benchmarks/map_windows.py", *(sys.argv[1:] if argv is None else argv)]

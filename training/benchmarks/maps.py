@@ -18,10 +18,10 @@ Each measurement runs in its own process over the same windows of 512 x 512 cell
 
 Peak memory (:class:`PeakMemory`): the largest of the process's own peak RSS and, sampled every 0.1 s,
 its RSS plus the private memory of its child processes (the window processes; what they share with it,
-copy-on-write, is counted once). Reading a window process's private memory walks its page tables (15 ms
-for a window process, holding its memory map's lock), which on 2 cores slowed the SpTGNN job by about
-15 %; so the timed runs of the job with window processes do not sample them, and its peak memory comes
-from one more run per scale that does (its time is reported beside, not used).
+copy-on-write, is counted once). Reading a window process's private memory walks its page tables (about 15 ms
+for a window process, holding its memory map's lock), which on 2 cores slows the SpTGNN job; so the
+timed runs of the job with window processes do not sample them, and its peak memory comes from one more
+run per scale that does (the report gives that run's time against the timed runs', not used otherwise).
 
 The jobs run in rounds (``--repeats`` per scale), each round every job once, in turn: on a shared VM
 the hypervisor's steal comes and goes, so one run each can favour either side. The report gives per job
