@@ -1,7 +1,7 @@
 """Field-campaign experiment on Africa: the campaign planner against random sampling and cLHS.
 
-    python training/benchmarks/campaign.py --out training/reports/campaign_africa.md --tune --seeds 16 \
-        --dev-seeds 3 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05 \
+    python training/benchmarks/campaign.py --out training/reports/campaign_africa.md --tune --in-rounds \
+        --seeds 32 --dev-seeds 3 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05 \
         --variance-powers 1,3 --threads 1   # make campaign-report, with OMP_NUM_THREADS=1
 
 A region (a lon/lat box) of the AfSP topsoil data is held out. Per seed its sites (one sample per
@@ -17,9 +17,11 @@ train job's functions; added sites always join the fitting set, so within a seed
 by the sites they add. With ``--tune`` a grid of planner settings (L_f x L_s x noise ratio r x variance
 power gamma) is first run on development regions (other boxes); the setting with the lowest RMSE there
 (averaged over regions) joins the default planner on the evaluation region (unless it is the default),
-whose test sites never choose anything; ``--spaced-km`` adds, post hoc, planners with a minimum
-spacing between sites, chosen the same way. The report is rewritten after every seed (``--resume``
-continues a stopped run; ``--render-only`` rewrites the report from its JSON).
+whose test sites never choose anything. ``--in-rounds`` runs every planner also as a campaign in rounds,
+one per N, each planned with the model retrained on the rounds before (candidates for the choice too);
+``--spaced-km`` adds, post hoc, planners with a minimum spacing between sites, chosen the same way. The
+report is rewritten after every seed (``--resume`` continues a stopped run; ``--render-only`` rewrites
+the report from its JSON).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -228,11 +230,55 @@ class Experiment:
         table = self.table.select(index)
         return PlanInputs.from_prediction(table, model.fit.normaliser, model.predictor.predict(table))
 
+    def plan(
+        self, split: Split, model: Trained, existing: np.ndarray, n: int, settings: PlannerSettings
+    ) -> tuple[np.ndarray, dict]:
+        """``n`` sites planned with ``model`` among the candidates not in ``existing`` (the samples so
+        far), the area being every region site; and what the plan saw."""
+        started = time.perf_counter()
+        free = split.candidates[~np.isin(split.candidates, existing)]
+        candidates = self.plan_inputs(model, free)
+        area = self.plan_inputs(model, split.region)  # the map area; test labels are never read
+        frame = SpatialFrame(geographic=True)
+        existing_xy = self.table.xy[existing]
+        near = samples_near(frame, frame.embed(existing_xy), frame.embed(area.coords), settings.max_samples)
+        measured = self.plan_inputs(model, existing[near])
+        plan = plan_sites(
+            candidates, area, existing_xy, n, geographic=True, measured=measured, settings=settings
+        )
+        return free[plan.chosen], {
+            "candidates_epistemic_var": float(candidates.epistemic_var.mean()),
+            "candidates_aleatoric_var": float(candidates.aleatoric_var.mean()),
+            "spatial_range_m": plan.spatial_range_m,
+            "area_epistemic_var_before": plan.area_var_before,
+            "area_epistemic_var_after": plan.area_var_after,
+            "median_nearest_sample_km": float(np.median(plan.nearest_sample_m) / 1000.0),
+            "seconds": time.perf_counter() - started,
+        }
+
     def clhs_sites(self, split: Split, n: int, seed: int) -> np.ndarray:
         """cLHS on the covariates of [initial region sites; candidates], the initial ones fixed."""
         rows = np.concatenate([split.initial_in_region, split.candidates])
         fixed = np.arange(split.initial_in_region.size)
         return rows[clhs(self.covariates[rows], n, fixed=fixed, seed=seed)]
+
+
+@dataclass
+class CampaignInRounds:
+    """A campaign sampled in rounds: each round's sites are measured, the model is retrained on every
+    sample so far (:meth:`Experiment.train`), and the next round is planned with that model."""
+
+    settings: PlannerSettings
+    model: Trained  #: the model after the last round (the initial one before the first)
+    added: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    def extend(self, experiment: Experiment, split: Split, n: int, seed: int) -> np.ndarray:
+        """Plan a round that brings the added sites to ``n``; all the added sites so far."""
+        existing = np.concatenate([split.initial, self.added])
+        settings = replace(self.settings, seed=seed)
+        round_sites, _ = experiment.plan(split, self.model, existing, n - self.added.size, settings)
+        self.added = np.concatenate([self.added, round_sites])
+        return self.added
 
 
 def planner_label(settings: PlannerSettings) -> str:
@@ -250,8 +296,12 @@ def run_seed(
     seed: int,
     planners: dict[str, PlannerSettings],
     log: Callable[[str], None],
+    in_rounds: bool = False,
 ) -> dict:
-    """One split: the initial model, then every method at every N, each retrained and scored."""
+    """One split: the initial model, then every method at every N, each retrained and scored.
+
+    ``in_rounds``: every planner also runs as a campaign in rounds (``"<name> in rounds"``, one round
+    per N, :class:`CampaignInRounds`)."""
     split = make_split(experiment.table, box, design, seed)
     initial = experiment.train(split, np.empty(0, dtype=np.int64), seed)
     initial_metrics, initial_prediction = experiment.score(initial, split.test)
@@ -273,49 +323,28 @@ def run_seed(
     }
     log(f"{box.name}, seed {seed}: initial rmse {result['initial']['rmse']:.3f} ({initial.seconds:.0f} s)")
 
-    started = time.perf_counter()
-    candidates = experiment.plan_inputs(initial, split.candidates)
-    area = experiment.plan_inputs(initial, split.region)  # the map area; test labels are never read
-    frame = SpatialFrame(geographic=True)
-    initial_xy = experiment.table.xy[split.initial]
-    near = samples_near(
-        frame,
-        frame.embed(initial_xy),
-        frame.embed(area.coords),
-        max(settings.max_samples for settings in planners.values()),
-    )
-    measured = experiment.plan_inputs(initial, split.initial[near])
-    predict_s = time.perf_counter() - started
     orders = {}
     for name, settings in planners.items():
-        started = time.perf_counter()
-        plan = plan_sites(
-            candidates,
-            area,
-            initial_xy,
-            max(design.budgets),  # the greedy plan is nested: its first N sites are the N-site plan
-            geographic=True,
-            measured=measured,
-            settings=replace(settings, seed=seed),
-        )
-        orders[name] = split.candidates[plan.chosen]
-        result["plans"][name] = {
-            "candidates_epistemic_var": float(candidates.epistemic_var.mean()),
-            "candidates_aleatoric_var": float(candidates.aleatoric_var.mean()),
-            "spatial_range_m": plan.spatial_range_m,
-            "area_epistemic_var_before": plan.area_var_before,
-            "area_epistemic_var_after": plan.area_var_after,
-            "median_nearest_sample_km": float(np.median(plan.nearest_sample_m) / 1000.0),
-            "seconds": predict_s + time.perf_counter() - started,
-        }
+        order, result["plans"][name] = experiment.plan(
+            split, initial, split.initial, max(design.budgets), replace(settings, seed=seed)
+        )  # the greedy plan is nested: its first N sites are the N-site plan
+        orders[name] = order
     orders["random"] = np.random.default_rng([seed, 1]).permutation(split.candidates)
 
+    rounds = {f"{name} in rounds": CampaignInRounds(settings, initial) for name, settings in planners.items()}
     for n in design.budgets:
-        for method in [*planners, *BASELINES]:
+        for method in [*planners, *(rounds if in_rounds else ()), *BASELINES]:
             started = time.perf_counter()
-            added = experiment.clhs_sites(split, n, seed) if method == "cLHS" else orders[method][:n]
+            if method in rounds:
+                added = rounds[method].extend(experiment, split, n, seed)
+            elif method == "cLHS":
+                added = experiment.clhs_sites(split, n, seed)
+            else:
+                added = orders[method][:n]
             select_s = time.perf_counter() - started
             model = experiment.train(split, added, seed)
+            if method in rounds:
+                rounds[method].model = model
             row = {"method": method, "n": n, **experiment.score(model, split.test)[0]}
             row.update(select_s=select_s, train_s=model.seconds, sites=added.tolist())
             result["runs"].append(row)
@@ -332,6 +361,7 @@ def run_phase(
     log: Callable[[str], None],
     after_seed: Callable[[dict], None],
     resumed: dict | None = None,
+    in_rounds: bool = False,
 ) -> dict:
     """Every seed on one region; the summary is refreshed (and ``after_seed`` called) after each.
 
@@ -341,7 +371,7 @@ def run_phase(
         "region": {"name": box.name, "box": box.describe()},
         "design": {**asdict(design), "budgets": list(design.budgets)},
         "planners": {name: settings.to_dict() for name, settings in planners.items()},
-        "methods": [*planners, *BASELINES],
+        "methods": [*planners, *(f"{name} in rounds" for name in planners if in_rounds), *BASELINES],
         "seeds": [],
     }
     if resumed is not None:
@@ -350,10 +380,15 @@ def run_phase(
         phase["seeds"] = resumed["seeds"][:seeds]
         log(f"{box.name}: resuming after {len(phase['seeds'])} finished seed(s)")
     for seed in range(len(phase["seeds"]), seeds):
-        phase["seeds"].append(run_seed(experiment, box, design, seed, planners, log))
+        phase["seeds"].append(run_seed(experiment, box, design, seed, planners, log, in_rounds))
         phase["summary"] = summarise(phase)
         after_seed(phase)
     return phase
+
+
+def planner_methods(phase: dict) -> list[str]:
+    """The phase's planners: one plan per seed, and in rounds when the phase has them."""
+    return [method for method in phase["methods"] if method not in BASELINES]
 
 
 def summarise(phase: dict) -> dict:
@@ -367,7 +402,7 @@ def summarise(phase: dict) -> dict:
             rows = [r for s in seeds for r in s["runs"] if r["method"] == method and r["n"] == n]
             table[f"{method}|{n}"] = {m: _mean_sd([r[m] for r in rows]) for m in METRICS}
     paired = []
-    for planner in phase["planners"]:
+    for planner in planner_methods(phase):
         for n in budgets:
             ours = np.array([_rmse(s, planner, n) for s in seeds])
             for other in BASELINES:
@@ -564,7 +599,7 @@ def _results(phase: dict, unit: str, detail: bool = True) -> list[str]:
         lines.append(
             f"| {n} | " + " | ".join(_fmt(summary["table"][f"{m}|{n}"]["rmse"]) for m in methods) + " |"
         )
-    verdicts = ["", *(f"- {verdict(summary, planner, budgets)}" for planner in phase["planners"])]
+    verdicts = ["", *(f"- {verdict(summary, planner, budgets)}" for planner in planner_methods(phase))]
     if not detail:
         return lines + verdicts
     lines += [
@@ -650,6 +685,19 @@ def render(report: dict) -> str:
         )
         + f"; at most {next(iter(phase['planners'].values()))['max_candidates']} candidates and "
         f"{next(iter(phase['planners'].values()))['max_area_cells']} area cells (random subsets beyond).",
+    ]
+    if any(m.endswith(" in rounds") for m in phase["methods"]):
+        budgets = design["budgets"]
+        lines.append(
+            "  - **planner in rounds**: the same planner (same settings) in one round per N, as a campaign "
+            "whose sites are measured before the next round is planned: the first "
+            f"{budgets[0]} sites are the plan's first {budgets[0]}; then the ensemble is retrained on "
+            "every sample so far (as the N-site model above) and plans the next "
+            + ", then the next ".join(str(b - a) for a, b in itertools.pairwise(budgets))
+            + " with the field conditioned on every sample so far and L_s recomputed from them. Its N-site "
+            "campaign is the first rounds up to N."
+        )
+    lines += [
         "  - **random**: a random permutation of the candidates, its first N.",
         "  - **cLHS** (`soilcarbon_training/clhs.py`, 10,000 annealing iterations): on the raw covariates "
         "of [initial region sites; candidates], the initial region sites fixed; one run per N.",
@@ -708,6 +756,7 @@ def render(report: dict) -> str:
                 if report.get("spaced_km")
                 else ""
             )
+            + (", each as one plan and in rounds" if any(m.endswith(" in rounds") for m in methods) else "")
             + "). Mean RMSE over regions and N per method: "
             + ", ".join(f"`{m}` {development_rmse(report, m):.3f}" for m in methods)
             + f". Chosen: `{report['chosen']}`"
@@ -850,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tune",
         action="store_true",
         help="first choose the planner's settings on the development regions; the evaluation then runs "
-        "the default and the chosen planner",
+        "the default and the chosen planner (both in rounds too with --in-rounds)",
     )
     parser.add_argument("--dev-seeds", type=int, default=5, help="seeds on each development region")
     parser.add_argument("--feature-ranges", default="0.5", help="L_f grid (sd) for --tune")
@@ -866,6 +915,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="with --tune, post hoc: default planners whose sites keep these minimum spacings (km) run on "
         "the development regions too, and the best of them on the evaluation region",
+    )
+    parser.add_argument(
+        "--in-rounds",
+        action="store_true",
+        help="every planner also runs as a campaign in rounds, one per N: each round planned with the model "
+        "retrained on the sites of the rounds before; with --tune they are candidates too",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 seeds (1 dev), N = 5, 10, 3 epochs"
@@ -968,24 +1023,26 @@ def main(argv: list[str] | None = None) -> int:
                     log,
                     save,
                     resumed[index] if index < len(resumed) else None,
+                    args.in_rounds,
                 )
             )
-        report["chosen"] = min(grid, key=lambda name: development_rmse(report, name))
+        choices = [*grid, *(f"{name} in rounds" for name in grid if args.in_rounds)]
+        report["chosen"] = min(choices, key=lambda name: development_rmse(report, name))
         log(f"chosen on the development regions: {report['chosen']}")
-        if grid[report["chosen"]] != default:
-            planners["planner (dev-tuned)"] = grid[report["chosen"]]
+        if grid[report["chosen"].removesuffix(" in rounds")] != default:
+            planners["planner (dev-tuned)"] = grid[report["chosen"].removesuffix(" in rounds")]
         if spaced:
             report["spaced_km"] = _floats(args.spaced_km)
             report["chosen_spaced"] = min(spaced, key=lambda name: development_rmse(report, name))
             planners[f"{report['chosen_spaced']} (post hoc)"] = spaced[report["chosen_spaced"]]
     evaluation = previous.get("evaluation")
     report["evaluation"] = run_phase(
-        experiment, EVALUATION, design, seeds, planners, log, saver("evaluation"), evaluation
+        experiment, EVALUATION, design, seeds, planners, log, saver("evaluation"), evaluation, args.in_rounds
     )
     for phase in _phases(report):
         phase["added"] = describe_added(phase, experiment.table, experiment.target)
     write(report, args.out)
-    for planner in planners:
+    for planner in planner_methods(report["evaluation"]):
         log(verdict(report["evaluation"]["summary"], planner, list(budgets)))
     return 0
 
