@@ -34,7 +34,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -230,31 +230,46 @@ class Experiment:
         table = self.table.select(index)
         return PlanInputs.from_prediction(table, model.fit.normaliser, model.predictor.predict(table))
 
-    def plan(
-        self, split: Split, model: Trained, existing: np.ndarray, n: int, settings: PlannerSettings
-    ) -> tuple[np.ndarray, dict]:
-        """``n`` sites planned with ``model`` among the candidates not in ``existing`` (the samples so
-        far), the area being every region site; and what the plan saw."""
+    def plans(
+        self,
+        split: Split,
+        model: Trained,
+        existing: np.ndarray,
+        n: int,
+        planners: dict[str, PlannerSettings],
+    ) -> dict[str, tuple[np.ndarray, dict]]:
+        """Per planner, ``n`` sites planned with ``model`` among the candidates not in ``existing`` (the
+        samples so far), the area being every region site; and what the plan saw. The places are
+        predicted once for all planners."""
         started = time.perf_counter()
         free = split.candidates[~np.isin(split.candidates, existing)]
         candidates = self.plan_inputs(model, free)
         area = self.plan_inputs(model, split.region)  # the map area; test labels are never read
         frame = SpatialFrame(geographic=True)
         existing_xy = self.table.xy[existing]
-        near = samples_near(frame, frame.embed(existing_xy), frame.embed(area.coords), settings.max_samples)
+        most = max(settings.max_samples for settings in planners.values())
+        near = samples_near(frame, frame.embed(existing_xy), frame.embed(area.coords), most)
         measured = self.plan_inputs(model, existing[near])
-        plan = plan_sites(
-            candidates, area, existing_xy, n, geographic=True, measured=measured, settings=settings
-        )
-        return free[plan.chosen], {
-            "candidates_epistemic_var": float(candidates.epistemic_var.mean()),
-            "candidates_aleatoric_var": float(candidates.aleatoric_var.mean()),
-            "spatial_range_m": plan.spatial_range_m,
-            "area_epistemic_var_before": plan.area_var_before,
-            "area_epistemic_var_after": plan.area_var_after,
-            "median_nearest_sample_km": float(np.median(plan.nearest_sample_m) / 1000.0),
-            "seconds": time.perf_counter() - started,
-        }
+        predict_s = time.perf_counter() - started
+        result = {}
+        for name, settings in planners.items():
+            started = time.perf_counter()
+            plan = plan_sites(
+                candidates, area, existing_xy, n, geographic=True, measured=measured, settings=settings
+            )
+            result[name] = (
+                free[plan.chosen],
+                {
+                    "candidates_epistemic_var": float(candidates.epistemic_var.mean()),
+                    "candidates_aleatoric_var": float(candidates.aleatoric_var.mean()),
+                    "spatial_range_m": plan.spatial_range_m,
+                    "area_epistemic_var_before": plan.area_var_before,
+                    "area_epistemic_var_after": plan.area_var_after,
+                    "median_nearest_sample_km": float(np.median(plan.nearest_sample_m) / 1000.0),
+                    "seconds": predict_s + time.perf_counter() - started,
+                },
+            )
+        return result
 
     def clhs_sites(self, split: Split, n: int, seed: int) -> np.ndarray:
         """cLHS on the covariates of [initial region sites; candidates], the initial ones fixed."""
@@ -266,18 +281,21 @@ class Experiment:
 @dataclass
 class CampaignInRounds:
     """A campaign sampled in rounds: each round's sites are measured, the model is retrained on every
-    sample so far (:meth:`Experiment.train`), and the next round is planned with that model."""
+    sample so far (:meth:`Experiment.train`), and the next round is planned with that model.
+
+    ``added`` starts as the first round (the initial model's plan, made once for the one-plan planner)."""
 
     settings: PlannerSettings
-    model: Trained  #: the model after the last round (the initial one before the first)
-    added: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    model: Trained  #: the model retrained after the last round
+    added: np.ndarray
 
-    def extend(self, experiment: Experiment, split: Split, n: int, seed: int) -> np.ndarray:
-        """Plan a round that brings the added sites to ``n``; all the added sites so far."""
-        existing = np.concatenate([split.initial, self.added])
-        settings = replace(self.settings, seed=seed)
-        round_sites, _ = experiment.plan(split, self.model, existing, n - self.added.size, settings)
-        self.added = np.concatenate([self.added, round_sites])
+    def extend(self, experiment: Experiment, split: Split, n: int) -> np.ndarray:
+        """Plan a round that brings the added sites to ``n`` (none when they are ``n`` already); all the
+        added sites so far."""
+        if n > self.added.size:
+            existing = np.concatenate([split.initial, self.added])
+            planned = experiment.plans(split, self.model, existing, n - self.added.size, {"": self.settings})
+            self.added = np.concatenate([self.added, planned[""][0]])
         return self.added
 
 
@@ -323,20 +341,23 @@ def run_seed(
     }
     log(f"{box.name}, seed {seed}: initial rmse {result['initial']['rmse']:.3f} ({initial.seconds:.0f} s)")
 
-    orders = {}
-    for name, settings in planners.items():
-        order, result["plans"][name] = experiment.plan(
-            split, initial, split.initial, max(design.budgets), replace(settings, seed=seed)
-        )  # the greedy plan is nested: its first N sites are the N-site plan
-        orders[name] = order
+    seeded = {name: replace(settings, seed=seed) for name, settings in planners.items()}
+    # The greedy plan is nested: its first N sites are the N-site plan.
+    plans = experiment.plans(split, initial, split.initial, max(design.budgets), seeded)
+    orders = {name: order for name, (order, _) in plans.items()}
+    result["plans"] = {name: seen for name, (_, seen) in plans.items()}
     orders["random"] = np.random.default_rng([seed, 1]).permutation(split.candidates)
+    rounds = {
+        f"{name} in rounds": CampaignInRounds(settings, initial, orders[name][: design.budgets[0]])
+        for name, settings in seeded.items()
+        if in_rounds
+    }
 
-    rounds = {f"{name} in rounds": CampaignInRounds(settings, initial) for name, settings in planners.items()}
     for n in design.budgets:
-        for method in [*planners, *(rounds if in_rounds else ()), *BASELINES]:
+        for method in [*planners, *rounds, *BASELINES]:
             started = time.perf_counter()
             if method in rounds:
-                added = rounds[method].extend(experiment, split, n, seed)
+                added = rounds[method].extend(experiment, split, n)
             elif method == "cLHS":
                 added = experiment.clhs_sites(split, n, seed)
             else:
