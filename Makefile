@@ -107,7 +107,7 @@ ghg-model: setup
 campaign-report: setup
 	OMP_NUM_THREADS=1 $(CORE_RUN) training/benchmarks/campaign.py --tune --in-rounds --seeds 32 --dev-seeds 3 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05 --variance-powers 1,3 --threads 1 --out training/reports/campaign_africa.md
 
-# Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 15 minutes on 2 cores).
+# Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 2 minutes on 2 cores).
 bench-imagery: setup
 	OMP_NUM_THREADS=2 $(CORE_RUN) training/benchmarks/imagery_pooling.py --out training/reports/bench_imagery_pooling.md
 

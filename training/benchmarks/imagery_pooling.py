@@ -191,7 +191,7 @@ def run_config(
         data.target,
         folds,
         geographic=data.schema.geographic,
-        model_config=model_config_for(shape, members),
+        model_config=model_config_for(shape, members, seed=train_config.seed),
         train_config=train_config,
         graph_params=GraphParams(),
         block_size_m=BLOCK_SIZE_M["la_libertad"],
