@@ -108,7 +108,7 @@ ghg-model: setup
 campaign-report: setup
 	OMP_NUM_THREADS=1 $(CORE_RUN) training/benchmarks/campaign.py --tune --in-rounds --seeds 32 --dev-seeds 3 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05 --variance-powers 1,3 --threads 1 --out training/reports/campaign_africa.md
 
-# The same experiment once on a second held-out region, the planner's settings fixed beforehand (about 12 min).
+# The same experiment once on a second held-out region, the planner's settings fixed beforehand (about 9 min).
 campaign-confirm: setup
 	OMP_NUM_THREADS=1 $(CORE_RUN) training/benchmarks/campaign.py --region southern-africa --in-rounds --seeds 32 --threads 1 --out training/reports/campaign_southern_africa.md
 

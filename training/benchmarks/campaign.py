@@ -737,7 +737,7 @@ def render(report: dict) -> str:
             f"{_plural(len(development[0]['seeds']), 'seed')} each, never on the evaluation region: see the "
             "section after the results."
         )
-    if phase["region"]["name"] == CONFIRMATION.name:
+    if phase["region"]["name"] == CONFIRMATION.name and not development:
         lines.append(
             "- Confirmation region: used in no earlier run and in no choice of settings; the planners run "
             "with the settings above, fixed before this run (the development choice of `campaign_africa.md`)."
