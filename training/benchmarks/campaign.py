@@ -34,7 +34,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -285,6 +285,15 @@ class Experiment:
         return rows[clhs(self.covariates[rows], n, fixed=fixed, seed=seed)]
 
 
+#: A planner's method name when it runs in rounds: ``planner`` -> ``planner in rounds``.
+IN_ROUNDS = " in rounds"
+
+
+def with_rounds(planners: Iterable[str], in_rounds: bool) -> list[str]:
+    """The planners' method names, each followed by its in-rounds name when ``in_rounds``."""
+    return [*planners, *(f"{name}{IN_ROUNDS}" for name in planners if in_rounds)]
+
+
 @dataclass
 class CampaignInRounds:
     """A campaign sampled in rounds: each round's sites are measured, the model is retrained on every
@@ -301,8 +310,10 @@ class CampaignInRounds:
         added sites so far."""
         if n > self.added.size:
             existing = np.concatenate([split.initial, self.added])
-            planned = experiment.plans(split, self.model, existing, n - self.added.size, {"": self.settings})
-            self.added = np.concatenate([self.added, planned[""][0]])
+            plans = experiment.plans(
+                split, self.model, existing, n - self.added.size, {"round": self.settings}
+            )
+            self.added = np.concatenate([self.added, plans["round"][0]])
         return self.added
 
 
@@ -355,9 +366,8 @@ def run_seed(
     result["plans"] = {name: seen for name, (_, seen) in plans.items()}
     orders["random"] = np.random.default_rng([seed, 1]).permutation(split.candidates)
     rounds = {
-        f"{name} in rounds": CampaignInRounds(settings, initial, orders[name][: design.budgets[0]])
-        for name, settings in seeded.items()
-        if in_rounds
+        f"{name}{IN_ROUNDS}": CampaignInRounds(settings, initial, orders[name][: design.budgets[0]])
+        for name, settings in (seeded.items() if in_rounds else ())
     }
 
     for n in design.budgets:
@@ -399,7 +409,7 @@ def run_phase(
         "region": {"name": box.name, "box": box.describe()},
         "design": {**asdict(design), "budgets": list(design.budgets)},
         "planners": {name: settings.to_dict() for name, settings in planners.items()},
-        "methods": [*planners, *(f"{name} in rounds" for name in planners if in_rounds), *BASELINES],
+        "methods": [*with_rounds(planners, in_rounds), *BASELINES],
         "seeds": [],
     }
     if resumed is not None:
@@ -714,7 +724,7 @@ def render(report: dict) -> str:
         + f"; at most {next(iter(phase['planners'].values()))['max_candidates']} candidates and "
         f"{next(iter(phase['planners'].values()))['max_area_cells']} area cells (random subsets beyond).",
     ]
-    if any(m.endswith(" in rounds") for m in phase["methods"]):
+    if any(m.endswith(IN_ROUNDS) for m in phase["methods"]):
         budgets = design["budgets"]
         lines.append(
             "  - **planner in rounds**: the same planner (same settings) in one round per N, as a campaign "
@@ -789,7 +799,7 @@ def render(report: dict) -> str:
                 if report.get("spaced_km")
                 else ""
             )
-            + (", each as one plan and in rounds" if any(m.endswith(" in rounds") for m in methods) else "")
+            + (", each as one plan and in rounds" if any(m.endswith(IN_ROUNDS) for m in methods) else "")
             + "). Mean RMSE over regions and N per method: "
             + ", ".join(f"`{m}` {development_rmse(report, m):.3f}" for m in methods)
             + f". Chosen: `{report['chosen']}`"
@@ -1065,11 +1075,12 @@ def main(argv: list[str] | None = None) -> int:
                     args.in_rounds,
                 )
             )
-        choices = [*grid, *(f"{name} in rounds" for name in grid if args.in_rounds)]
+        choices = with_rounds(grid, args.in_rounds)
         report["chosen"] = min(choices, key=lambda name: development_rmse(report, name))
         log(f"chosen on the development regions: {report['chosen']}")
-        if grid[report["chosen"].removesuffix(" in rounds")] != default:
-            planners["planner (dev-tuned)"] = grid[report["chosen"].removesuffix(" in rounds")]
+        chosen = grid[report["chosen"].removesuffix(IN_ROUNDS)]
+        if chosen != default:
+            planners["planner (dev-tuned)"] = chosen
         if spaced:
             report["spaced_km"] = _floats(args.spaced_km)
             report["chosen_spaced"] = min(spaced, key=lambda name: development_rmse(report, name))
