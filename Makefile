@@ -15,7 +15,7 @@ CORE_RUN := PYTHONPATH=$(CURDIR):$(CURDIR)/training $(CORE_PY)
 QGIS_RUN := PYTHONPATH=$(CURDIR) QT_QPA_PLATFORM=offscreen SOILCARBON_CORE_PYTHON=$(CORE_PY) $(QGIS_PY)
 OUT ?= $(CURDIR)/out
 
-.PHONY: help setup system core-command demo screenshot test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model campaign-report campaign-confirm lint package lock clean
+.PHONY: help setup system core-command demo screenshot test test-core test-plugin bench bench-sptgnn bench-imagery ghg-model campaign-report campaign-confirm campaign-third lint package lock clean
 
 help:
 	@echo "make demo     set up, train an SpTGNN ensemble on the demo SOC points, map SOC with uncertainty"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench    benchmarks (sampling, graph, ensemble, training step, imagery, 1M/10M-cell maps), figures in training/reports/"
 	@echo "make campaign-report  campaign planner vs random vs cLHS on Africa (held-out region, retrained)"
 	@echo "make campaign-confirm the same once on a second held-out region (Southern Africa), settings fixed"
+	@echo "make campaign-third   hybrid campaigns join the choice; evaluated once on a third region (Ethiopia)"
 	@echo "make bench-sptgnn  SpTGNN vs XGBoost / RF / kriging + ablations (about an hour)"
 	@echo "make bench-imagery mean vs attention pooling, fine-tuning modes of the imagery stream"
 	@echo "make ghg-model simulate 100,000 site-years, calibrate, pre-train and evaluate KG-FGNN, write the shipped GHG model (about 25 min)"
@@ -111,6 +112,11 @@ campaign-report: setup
 # The same experiment once on a second held-out region, the planner's settings fixed beforehand (about 9 min).
 campaign-confirm: setup
 	OMP_NUM_THREADS=1 $(CORE_RUN) training/benchmarks/campaign.py --region southern-africa --in-rounds --seeds 32 --threads 1 --out training/reports/campaign_southern_africa.md
+
+# The hybrid campaigns (the planner's first round, then random or cLHS) join the development choice, which
+# is then evaluated once on a third held-out region, Ethiopia and the Horn (about 35 min).
+campaign-third: setup
+	OMP_NUM_THREADS=1 $(CORE_RUN) training/benchmarks/campaign.py --region ethiopia --tune --in-rounds --hybrid --seeds 32 --dev-seeds 3 --feature-ranges 0.5 --spatial-ranges-km 0 --noise-ratios 0.05 --variance-powers 1,3 --threads 1 --out training/reports/campaign_ethiopia.md
 
 # Mean vs attention pooling and the fine-tuning modes of the imagery stream (about 2 minutes on 2 cores).
 bench-imagery: setup

@@ -19,10 +19,12 @@ power gamma) is first run on development regions (other boxes); the setting with
 (averaged over regions) joins the default planner on the evaluation region (unless it is the default),
 whose test sites never choose anything. ``--in-rounds`` runs every planner also as a campaign in rounds,
 one per N, each planned with the model retrained on the rounds before (candidates for the choice too);
-``--spaced-km`` adds, post hoc, planners with a minimum spacing between sites, chosen the same way. The
-report is rewritten after every seed (``--resume`` continues a stopped run; ``--render-only`` rewrites
-the report from its JSON). ``--region southern-africa`` evaluates on a second held-out region kept for
-confirming the choice (``make campaign-confirm``).
+``--hybrid`` runs every planner also as its first round followed by random or cLHS sites (candidates
+too); ``--spaced-km`` adds, post hoc, planners with a minimum spacing between sites, chosen the same way.
+The report is rewritten after every seed (``--resume`` continues a stopped run; ``--render-only``
+rewrites the report from its JSON). ``--region southern-africa`` evaluates on a second held-out region
+kept for confirming the choice (``make campaign-confirm``), ``--region ethiopia`` on a third one
+(``make campaign-third``).
 """
 
 from __future__ import annotations
@@ -98,9 +100,12 @@ DEVELOPMENT = (
 #: EVALUATION: never used to choose or compare settings. The largest block of AfSP sites left disjoint from
 #: the boxes above (east of it lies the Malawi and Mozambique box).
 CONFIRMATION = Box("Southern Africa (South Africa to Zambia)", 15.0, 30.0, -35.0, -12.0)
-REGIONS = {box.name: box for box in (EVALUATION, CONFIRMATION, *DEVELOPMENT)}
+#: A third held-out region, used by no run before the one that tests the hybrid campaigns (``--hybrid``):
+#: the largest block of sites left that overlaps none of the boxes above (1,421 sites).
+THIRD = Box("Ethiopia and the Horn (South Sudan to Somalia)", 33.0, 48.0, 5.0, 15.0)
+REGIONS = {box.name: box for box in (EVALUATION, CONFIRMATION, THIRD, *DEVELOPMENT)}
 #: ``--region`` values: the held-out regions a run can evaluate on.
-HELD_OUT = {"east-africa": EVALUATION, "southern-africa": CONFIRMATION}
+HELD_OUT = {"east-africa": EVALUATION, "southern-africa": CONFIRMATION, "ethiopia": THIRD}
 
 
 @dataclass(frozen=True)
@@ -278,20 +283,54 @@ class Experiment:
             )
         return result
 
-    def clhs_sites(self, split: Split, n: int, seed: int) -> np.ndarray:
-        """cLHS on the covariates of [initial region sites; candidates], the initial ones fixed."""
-        rows = np.concatenate([split.initial_in_region, split.candidates])
-        fixed = np.arange(split.initial_in_region.size)
+    def clhs_sites(self, split: Split, n: int, seed: int, planned: np.ndarray | None = None) -> np.ndarray:
+        """cLHS on the covariates of [initial region sites; candidates], the initial ones fixed, and so are
+        the candidates ``planned`` already (a hybrid campaign's first round)."""
+        planned = np.empty(0, dtype=np.int64) if planned is None else planned
+        pool = split.candidates[~np.isin(split.candidates, planned)]
+        rows = np.concatenate([split.initial_in_region, planned, pool])
+        fixed = np.arange(split.initial_in_region.size + planned.size)
         return rows[clhs(self.covariates[rows], n, fixed=fixed, seed=seed)]
 
 
 #: A planner's method name when it runs in rounds: ``planner`` -> ``planner in rounds``.
 IN_ROUNDS = " in rounds"
+#: A hybrid's method name: ``planner`` -> ``planner then random`` (its first round, then random sites).
+THEN = " then "
 
 
-def with_rounds(planners: Iterable[str], in_rounds: bool) -> list[str]:
-    """The planners' method names, each followed by its in-rounds name when ``in_rounds``."""
-    return [*planners, *(f"{name}{IN_ROUNDS}" for name in planners if in_rounds)]
+def variants(planners: Iterable[str], in_rounds: bool, hybrid: bool) -> list[str]:
+    """The planners' method names, then their in-rounds names when ``in_rounds``, then their hybrids'
+    names (one per baseline) when ``hybrid``."""
+    planners = list(planners)
+    forms = [IN_ROUNDS] * in_rounds + [f"{THEN}{baseline}" for baseline in BASELINES] * hybrid
+    return [*planners, *(f"{name}{form}" for form in forms for name in planners)]
+
+
+def planner_of(method: str) -> str:
+    """The planner a method name is a form of (``planner then cLHS`` -> ``planner``)."""
+    return method.split(THEN)[0].removesuffix(IN_ROUNDS)
+
+
+def hybrid_sites(
+    experiment: Experiment,
+    split: Split,
+    first: np.ndarray,
+    baseline: str,
+    random_order: np.ndarray,
+    n: int,
+    seed: int,
+) -> np.ndarray:
+    """A hybrid campaign of ``n`` sites: the planner's first round ``first``, then ``baseline``'s sites
+    (random: the seed's random order without the planned sites; cLHS: with the planned sites fixed)."""
+    more = n - first.size
+    if more <= 0:
+        return first[:n]
+    if baseline == "random":
+        rest = random_order[~np.isin(random_order, first)][:more]
+    else:
+        rest = experiment.clhs_sites(split, more, seed, planned=first)
+    return np.concatenate([first, rest])
 
 
 @dataclass
@@ -333,11 +372,13 @@ def run_seed(
     planners: dict[str, PlannerSettings],
     log: Callable[[str], None],
     in_rounds: bool = False,
+    hybrid: bool = False,
 ) -> dict:
     """One split: the initial model, then every method at every N, each retrained and scored.
 
     ``in_rounds``: every planner also runs as a campaign in rounds (``"<name> in rounds"``, one round
-    per N, :class:`CampaignInRounds`)."""
+    per N, :class:`CampaignInRounds`). ``hybrid``: every planner also runs as its first round (the
+    smallest N) then each baseline's sites (``"<name> then random"``, :func:`hybrid_sites`)."""
     split = make_split(experiment.table, box, design, seed)
     initial = experiment.train(split, np.empty(0, dtype=np.int64), seed)
     initial_metrics, initial_prediction = experiment.score(initial, split.test)
@@ -369,12 +410,17 @@ def run_seed(
         f"{name}{IN_ROUNDS}": CampaignInRounds(settings, initial, orders[name][: design.budgets[0]])
         for name, settings in (seeded.items() if in_rounds else ())
     }
+    hybrids = {f"{name}{THEN}{baseline}": (name, baseline) for name in planners for baseline in BASELINES}
 
     for n in design.budgets:
-        for method in [*planners, *rounds, *BASELINES]:
+        for method in [*planners, *rounds, *(hybrids if hybrid else ()), *BASELINES]:
             started = time.perf_counter()
             if method in rounds:
                 added = rounds[method].extend(experiment, split, n)
+            elif method in hybrids:
+                name, baseline = hybrids[method]
+                first = orders[name][: design.budgets[0]]
+                added = hybrid_sites(experiment, split, first, baseline, orders["random"], n, seed)
             elif method == "cLHS":
                 added = experiment.clhs_sites(split, n, seed)
             else:
@@ -400,6 +446,7 @@ def run_phase(
     after_seed: Callable[[dict], None],
     resumed: dict | None = None,
     in_rounds: bool = False,
+    hybrid: bool = False,
 ) -> dict:
     """Every seed on one region; the summary is refreshed (and ``after_seed`` called) after each.
 
@@ -409,7 +456,7 @@ def run_phase(
         "region": {"name": box.name, "box": box.describe()},
         "design": {**asdict(design), "budgets": list(design.budgets)},
         "planners": {name: settings.to_dict() for name, settings in planners.items()},
-        "methods": [*with_rounds(planners, in_rounds), *BASELINES],
+        "methods": [*variants(planners, in_rounds, hybrid), *BASELINES],
         "seeds": [],
     }
     if resumed is not None:
@@ -418,7 +465,7 @@ def run_phase(
         phase["seeds"] = resumed["seeds"][:seeds]
         log(f"{box.name}: resuming after {len(phase['seeds'])} finished seed(s)")
     for seed in range(len(phase["seeds"]), seeds):
-        phase["seeds"].append(run_seed(experiment, box, design, seed, planners, log, in_rounds))
+        phase["seeds"].append(run_seed(experiment, box, design, seed, planners, log, in_rounds, hybrid))
         phase["summary"] = summarise(phase)
         after_seed(phase)
     return phase
@@ -735,6 +782,14 @@ def render(report: dict) -> str:
             + " with the field conditioned on every sample so far and L_s recomputed from them. Its N-site "
             "campaign is the first rounds up to N."
         )
+    if any(THEN in m for m in phase["methods"]):
+        first = design["budgets"][0]
+        lines.append(
+            f"  - **planner then random / then cLHS** (hybrids): the planner's first {first} sites (its "
+            f"{first}-site plan, which fills the largest gaps), then a baseline's sites: the seed's random "
+            "order without the planned sites, or cLHS with the planned sites fixed too; at "
+            f"N = {first} they are the planner's plan."
+        )
     lines += [
         "  - **random**: a random permutation of the candidates, its first N.",
         "  - **cLHS** (`soilcarbon_training/clhs.py`, 10,000 annealing iterations): on the raw covariates "
@@ -751,6 +806,11 @@ def render(report: dict) -> str:
         lines.append(
             "- Confirmation region: used in no earlier run and in no choice of settings; the planners run "
             "with the settings above, fixed before this run (the development choice of `campaign_africa.md`)."
+        )
+    if phase["region"]["name"] == THIRD.name:
+        lines.append(
+            "- Third held-out region: used in no earlier run and in no choice of settings; the criterion "
+            "(the development choice beats random sampling and cLHS at every N) was committed before the run."
         )
     if report.get("chosen_spaced"):
         lines.append(
@@ -799,7 +859,7 @@ def render(report: dict) -> str:
                 if report.get("spaced_km")
                 else ""
             )
-            + (", each as one plan and in rounds" if any(m.endswith(IN_ROUNDS) for m in methods) else "")
+            + _forms_text(methods)
             + "). Mean RMSE over regions and N per method: "
             + ", ".join(f"`{m}` {development_rmse(report, m):.3f}" for m in methods)
             + f". Chosen: `{report['chosen']}`"
@@ -898,6 +958,18 @@ def _by_distance(report: dict) -> list[str]:
     return lines
 
 
+def _forms_text(methods: list[str]) -> str:
+    """How the development grid's planners ran besides one plan: in rounds, as hybrids."""
+    forms = ["in rounds"] * any(m.endswith(IN_ROUNDS) for m in methods)
+    forms += [
+        f"then {baseline}" for baseline in BASELINES if any(m.endswith(f"{THEN}{baseline}") for m in methods)
+    ]
+    if not forms:
+        return ""
+    *most, last = ["one plan", *forms]
+    return f", each as {', '.join(most)} and {last}"
+
+
 def _span(values: list[int]) -> str:
     return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
 
@@ -970,6 +1042,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="every planner also runs as a campaign in rounds, one per N: each round planned with the model "
         "retrained on the sites of the rounds before; with --tune they are candidates too",
+    )
+    parser.add_argument(
+        "--hybrid",
+        action="store_true",
+        help="every planner also runs as a hybrid per baseline: its first round (the smallest N), then "
+        "the baseline's sites (random, or cLHS with the planned sites fixed); with --tune, candidates too",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2 seeds (1 dev), N = 5, 10, 3 epochs"
@@ -1073,12 +1151,13 @@ def main(argv: list[str] | None = None) -> int:
                     save,
                     resumed[index] if index < len(resumed) else None,
                     args.in_rounds,
+                    args.hybrid,
                 )
             )
-        choices = with_rounds(grid, args.in_rounds)
+        choices = variants(grid, args.in_rounds, args.hybrid)
         report["chosen"] = min(choices, key=lambda name: development_rmse(report, name))
         log(f"chosen on the development regions: {report['chosen']}")
-        chosen = grid[report["chosen"].removesuffix(IN_ROUNDS)]
+        chosen = grid[planner_of(report["chosen"])]
         if chosen != default:
             planners["planner (dev-tuned)"] = chosen
         if spaced:
@@ -1096,6 +1175,7 @@ def main(argv: list[str] | None = None) -> int:
         saver("evaluation"),
         evaluation,
         args.in_rounds,
+        args.hybrid,
     )
     for phase in _phases(report):
         phase["added"] = describe_added(phase, experiment.table, experiment.target)
