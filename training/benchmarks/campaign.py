@@ -24,7 +24,7 @@ too); ``--spaced-km`` adds, post hoc, planners with a minimum spacing between si
 The report is rewritten after every seed (``--resume`` continues a stopped run; ``--render-only``
 rewrites the report from its JSON). ``--region southern-africa`` evaluates on a second held-out region
 kept for confirming the choice (``make campaign-confirm``), ``--region ethiopia`` on a third one
-(``make campaign-third``).
+(``make campaign-third``); ``--pool`` tabulates the held-out regions of several reports together.
 """
 
 from __future__ import annotations
@@ -603,6 +603,54 @@ def verdict(summary: dict, planner: str, budgets: list[int]) -> str:
     return f"{text} **Target not met**: it does not beat both baselines at every N."
 
 
+def pooled(paths: list[Path]) -> str:
+    """The held-out regions of several reports together: per planner method that all of them ran and per
+    baseline and N, each seed's RMSE difference as a percentage of the baseline's mean RMSE on its region
+    (the regions' errors differ threefold), pooled over every seed of every region."""
+    from scipy.stats import ttest_1samp
+
+    phases = [json.loads(path.read_text())["evaluation"] for path in paths]
+    methods = [
+        m for m in phases[0]["methods"] if m not in BASELINES and all(m in p["methods"] for p in phases)
+    ]
+    budgets = phases[0]["design"]["budgets"]
+    lines = [
+        "# Field-campaign experiments: the held-out regions pooled",
+        "",
+        "Made by `python training/benchmarks/campaign.py --pool "
+        + " ".join(path.as_posix() for path in paths)
+        + "` from the reports' JSON (no training). Regions: "
+        + "; ".join(
+            f"{p['region']['name']} ({path.name}, {_plural(len(p['seeds']), 'seed')})"
+            for path, p in zip(paths, phases, strict=True)
+        )
+        + ". Per seed: (method RMSE - baseline RMSE) / the baseline's mean RMSE on the region, in %; "
+        "negative: the method is better. Pooled over every seed; the p-value is a one-sample t-test of the "
+        "pooled differences against 0 (seeds are independent; the regions are not a sample of anything).",
+        "",
+        "| method | N | against | "
+        + " | ".join(p["region"]["name"] for p in phases)
+        + " | pooled mean ± sd | wins | p (t) |",
+        "|---|---|---|" + "---:|" * (len(phases) + 3),
+    ]
+    for method in methods:
+        for n in budgets:
+            for baseline in BASELINES:
+                per_region = []
+                for phase in phases:
+                    theirs = np.array([_rmse(s, baseline, n) for s in phase["seeds"]])
+                    ours = np.array([_rmse(s, method, n) for s in phase["seeds"]])
+                    per_region.append(100.0 * (ours - theirs) / theirs.mean())
+                diff = np.concatenate(per_region)
+                lines.append(
+                    f"| {method} | {n} | {baseline} | "
+                    + " | ".join(f"{d.mean():+.2f} %" for d in per_region)
+                    + f" | {diff.mean():+.2f} ± {_sd(diff):.2f} % | {int((diff < 0).sum())} / {diff.size} | "
+                    f"{ttest_1samp(diff, 0.0).pvalue:.3f} |"
+                )
+    return "\n".join([*lines, ""])
+
+
 def plot(report: dict, path: Path) -> None:
     """Left: RMSE against N per method (mean ± sd over seeds), the initial level dashed. Right: each
     method's RMSE minus random sampling's in the same seed (mean ± standard error), which removes the
@@ -1056,11 +1104,22 @@ def main(argv: list[str] | None = None) -> int:
         "--resume", action="store_true", help="keep the seeds already in the report's JSON and run the rest"
     )
     parser.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        help="no training: pool the held-out regions of these report JSONs (relative RMSE differences) "
+        "into the Markdown --out",
+    )
+    parser.add_argument(
         "--render-only",
         action="store_true",
         help="no training: recompute the added-site description and rewrite the report from its JSON",
     )
     args = parser.parse_args(argv)
+    if args.pool:
+        with atomic_output(args.out) as partial:
+            partial.write_text(pooled(args.pool))
+        return 0
     if args.render_only:
         report = json.loads(args.out.with_suffix(".json").read_text())
         dataset = load_africa()
