@@ -52,10 +52,11 @@ helped on one development region and hurt on others; the settings are chosen ove
 regions, never on the evaluation region (the development section of
 ``training/reports/campaign_africa.md``, made by ``make campaign-report``; ``docs/maps.md``).
 
-A large campaign can be sampled in rounds, each planned with the model retrained on the samples of the
-rounds before; the ranks make the rounds. In the campaign reports rounds of 25, 25 and 50 have a lower
-mean error than one plan of 100 sites on both held-out regions, but on the confirmation region
-(``campaign_southern_africa.md``) neither beats random sampling at 100 sites.
+A large campaign should be sampled in rounds, each planned with the model retrained on the samples of
+the rounds before; the ranks make the rounds. In the campaign reports rounds of 25, 25 and 50 have a
+lower mean error than random sampling and cLHS at every N on two of three held-out regions and tie random
+sampling on the third (``campaign_pooled.md``), while one plan of 100 sites does worse than random
+sampling.
 
 Scales: :math:`L_s` defaults to the median distance from the area's cells to their nearest existing
 sample (the size of the current sampling gaps); :math:`L_f` = 0.5 standard deviations (RMS over the
