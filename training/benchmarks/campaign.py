@@ -57,6 +57,7 @@ from soilcarbon_training.jobs import default_block_size, model_config_for
 from soilcarbon_training.trainer import EnsembleTrainer, FitResult, TrainConfig
 
 BASELINES = ("random", "cLHS")
+REPORTS = Path("training/reports")
 METRICS = ("rmse", "rmse95", "tail_share", "mae", "r2", "crps", "picp90")
 OTHER_METRICS = ("rmse95", "mae", "r2", "crps", "picp90")
 #: rmse95 leaves out the test sites above this quantile of the test target (organic soils, see the report).
@@ -410,10 +411,12 @@ def run_seed(
         f"{name}{IN_ROUNDS}": CampaignInRounds(settings, initial, orders[name][: design.budgets[0]])
         for name, settings in (seeded.items() if in_rounds else ())
     }
-    hybrids = {f"{name}{THEN}{baseline}": (name, baseline) for name in planners for baseline in BASELINES}
+    hybrids = {
+        f"{name}{THEN}{baseline}": (name, baseline) for name in planners for baseline in BASELINES if hybrid
+    }
 
     for n in design.budgets:
-        for method in [*planners, *rounds, *(hybrids if hybrid else ()), *BASELINES]:
+        for method in [*planners, *rounds, *hybrids, *BASELINES]:
             started = time.perf_counter()
             if method in rounds:
                 added = rounds[method].extend(experiment, split, n)
@@ -1050,7 +1053,11 @@ def write(report: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("training/reports/campaign_africa.md"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the report (default: training/reports/campaign_africa.md; with --pool, campaign_pooled.md)",
+    )
     parser.add_argument("--seeds", type=int, default=5, help="seeds on the evaluation region")
     parser.add_argument(
         "--region",
@@ -1116,6 +1123,8 @@ def main(argv: list[str] | None = None) -> int:
         help="no training: recompute the added-site description and rewrite the report from its JSON",
     )
     args = parser.parse_args(argv)
+    if args.out is None:  # so that --pool never writes over a region's report by default
+        args.out = REPORTS / ("campaign_pooled.md" if args.pool else "campaign_africa.md")
     if args.pool:
         with atomic_output(args.out) as partial:
             partial.write_text(pooled(args.pool))
