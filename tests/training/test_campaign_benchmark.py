@@ -73,19 +73,17 @@ def test_hybrid_then_random_follows_the_random_order(campaign, setup):
     experiment, split, _ = setup
     order = np.random.default_rng(1).permutation(split.candidates)
     first = order[[0, 3, 9, 40, 41]]  # planned sites early in the random order: skipped there
-    sites = campaign.hybrid_sites(experiment, split, first, "random", order, 20, seed=0)
+    sites = experiment.hybrid_sites(split, first, "random", order, 20, seed=0)
     assert np.array_equal(sites[:5], first)
     assert np.array_equal(sites[5:], [s for s in order if s not in first][:15])
-    assert np.array_equal(
-        campaign.hybrid_sites(experiment, split, first, "random", order, 3, seed=0), first[:3]
-    )
+    assert np.array_equal(experiment.hybrid_sites(split, first, "random", order, 3, seed=0), first[:3])
 
 
 def test_hybrid_then_clhs_fills_the_strata_the_planned_sites_leave(campaign, setup):
     experiment, split, _ = setup
     values = experiment.covariates[:, 0]
     first = split.candidates[np.argsort(values[split.candidates])[:8]]  # the 8 lowest candidates
-    sites = campaign.hybrid_sites(experiment, split, first, "cLHS", split.candidates, 20, seed=0)
+    sites = experiment.hybrid_sites(split, first, "cLHS", split.candidates, 20, seed=0)
     rest = sites[8:]
     assert np.array_equal(sites[:8], first) and rest.size == 12
     assert np.isin(rest, split.candidates).all() and not np.isin(rest, first).any()

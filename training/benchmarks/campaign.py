@@ -293,6 +293,20 @@ class Experiment:
         fixed = np.arange(split.initial_in_region.size + planned.size)
         return rows[clhs(self.covariates[rows], n, fixed=fixed, seed=seed)]
 
+    def hybrid_sites(
+        self, split: Split, first: np.ndarray, baseline: str, random_order: np.ndarray, n: int, seed: int
+    ) -> np.ndarray:
+        """A hybrid campaign of ``n`` sites: the planner's first round ``first``, then ``baseline``'s sites
+        (random: the seed's random order without the planned sites; cLHS: with the planned sites fixed)."""
+        more = n - first.size
+        if more <= 0:
+            return first[:n]
+        if baseline == "random":
+            rest = random_order[~np.isin(random_order, first)][:more]
+        else:
+            rest = self.clhs_sites(split, more, seed, planned=first)
+        return np.concatenate([first, rest])
+
 
 #: A planner's method name when it runs in rounds: ``planner`` -> ``planner in rounds``.
 IN_ROUNDS = " in rounds"
@@ -311,27 +325,6 @@ def variants(planners: Iterable[str], in_rounds: bool, hybrid: bool) -> list[str
 def planner_of(method: str) -> str:
     """The planner a method name is a form of (``planner then cLHS`` -> ``planner``)."""
     return method.split(THEN)[0].removesuffix(IN_ROUNDS)
-
-
-def hybrid_sites(
-    experiment: Experiment,
-    split: Split,
-    first: np.ndarray,
-    baseline: str,
-    random_order: np.ndarray,
-    n: int,
-    seed: int,
-) -> np.ndarray:
-    """A hybrid campaign of ``n`` sites: the planner's first round ``first``, then ``baseline``'s sites
-    (random: the seed's random order without the planned sites; cLHS: with the planned sites fixed)."""
-    more = n - first.size
-    if more <= 0:
-        return first[:n]
-    if baseline == "random":
-        rest = random_order[~np.isin(random_order, first)][:more]
-    else:
-        rest = experiment.clhs_sites(split, more, seed, planned=first)
-    return np.concatenate([first, rest])
 
 
 @dataclass
@@ -379,7 +372,7 @@ def run_seed(
 
     ``in_rounds``: every planner also runs as a campaign in rounds (``"<name> in rounds"``, one round
     per N, :class:`CampaignInRounds`). ``hybrid``: every planner also runs as its first round (the
-    smallest N) then each baseline's sites (``"<name> then random"``, :func:`hybrid_sites`)."""
+    smallest N) then each baseline's sites (``"<name> then random"``, :meth:`Experiment.hybrid_sites`)."""
     split = make_split(experiment.table, box, design, seed)
     initial = experiment.train(split, np.empty(0, dtype=np.int64), seed)
     initial_metrics, initial_prediction = experiment.score(initial, split.test)
@@ -423,7 +416,7 @@ def run_seed(
             elif method in hybrids:
                 name, baseline = hybrids[method]
                 first = orders[name][: design.budgets[0]]
-                added = hybrid_sites(experiment, split, first, baseline, orders["random"], n, seed)
+                added = experiment.hybrid_sites(split, first, baseline, orders["random"], n, seed)
             elif method == "cLHS":
                 added = experiment.clhs_sites(split, n, seed)
             else:
@@ -475,7 +468,8 @@ def run_phase(
 
 
 def planner_methods(phase: dict) -> list[str]:
-    """The phase's planners: one plan per seed, and in rounds when the phase has them."""
+    """The phase's planner methods: each planner as one plan, and in rounds or as hybrids when the phase
+    has them."""
     return [method for method in phase["methods"] if method not in BASELINES]
 
 
@@ -1063,7 +1057,8 @@ def main(argv: list[str] | None = None) -> int:
         "--region",
         choices=HELD_OUT,
         default="east-africa",
-        help="the held-out evaluation region (southern-africa: the confirmation region)",
+        help="the held-out evaluation region (southern-africa, ethiopia: the second and third, for "
+        "confirming a choice once)",
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--epochs", type=int, default=60)
